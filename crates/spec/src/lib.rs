@@ -1,0 +1,13 @@
+//! Pure specifications shared by every part of oxkit: digests, platforms, image references,
+//! and (in later modules) the `build.yml`, image-YAML and Dockerfile formats.
+//!
+//! This crate performs no I/O beyond parsing text handed to it: no file system, no network,
+//! no environment. Everything here can be tested on captured strings.
+
+pub mod digest;
+pub mod platform;
+pub mod reference;
+
+pub use digest::{Digest, DigestError, Sha256Hasher};
+pub use platform::{Platform, PlatformError};
+pub use reference::{Reference, ReferenceError};
