@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod secrets;
 mod settings;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ enum Command {
     Cache(cmd::cache::CacheArgs),
     /// Create images in the local store
     Image(cmd::image::ImageArgs),
+    /// Create and import cosign-compatible signing keys
+    Key(cmd::key::KeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Pkg(args) => cmd::pkg::run(&cli.global, &printer, args),
         Command::Cache(args) => cmd::cache::run(&cli.global, &printer, args),
         Command::Image(args) => cmd::image::run(&cli.global, &printer, args),
+        Command::Key(args) => cmd::key::run(&cli.global, &printer, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,9 +35,9 @@ impl GlobalArgs {
         if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
             return Ok(PathBuf::from(xdg).join("oxkit"));
         }
-        let home = std::env::var_os("HOME")
-            .filter(|v| !v.is_empty())
-            .context("cannot find the store: HOME is not set; pass --store DIR or set OXKIT_STORE")?;
+        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
+            "cannot find the store: HOME is not set; pass --store DIR or set OXKIT_STORE",
+        )?;
         Ok(PathBuf::from(home).join(".cache").join("oxkit"))
     }
 }

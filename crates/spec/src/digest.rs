@@ -78,7 +78,10 @@ impl FromStr for Digest {
         if hex.len() != want {
             return Err(err("wrong length"));
         }
-        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(err("not lowercase hex"));
         }
         Ok(Self {

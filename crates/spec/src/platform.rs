@@ -90,7 +90,9 @@ fn normalize_arch(arch: &str, variant: Option<&str>) -> Option<(String, Option<S
         ("armel" | "armv6" | "armv6l", _) => ("arm", Some("v6")),
         ("arm", v) => ("arm", Some(v.unwrap_or("v7"))),
         ("i386" | "i686" | "x86" | "386", _) => ("386", None),
-        (a, v) if KNOWN_ARCHES.contains(&a) => (KNOWN_ARCHES[KNOWN_ARCHES.iter().position(|k| *k == a)?], v),
+        (a, v) if KNOWN_ARCHES.contains(&a) => {
+            (KNOWN_ARCHES[KNOWN_ARCHES.iter().position(|k| *k == a)?], v)
+        }
         _ => return None,
     };
     Some((a.to_string(), v.map(str::to_string)))
@@ -153,7 +155,11 @@ mod tests {
             ("armhf", "linux/arm/v7"),
             ("linux/arm/v6", "linux/arm/v6"),
         ] {
-            assert_eq!(input.parse::<Platform>().unwrap().to_string(), want, "{input}");
+            assert_eq!(
+                input.parse::<Platform>().unwrap().to_string(),
+                want,
+                "{input}"
+            );
         }
     }
 
@@ -171,6 +177,9 @@ mod tests {
     fn uname_names() {
         assert_eq!(Platform::linux("arm64").unwrap().uname_machine(), "aarch64");
         assert_eq!(Platform::linux("amd64").unwrap().uname_machine(), "x86_64");
-        assert_eq!(Platform::linux("riscv64").unwrap().uname_machine(), "riscv64");
+        assert_eq!(
+            Platform::linux("riscv64").unwrap().uname_machine(),
+            "riscv64"
+        );
     }
 }

@@ -67,8 +67,7 @@ fn is_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
@@ -327,17 +326,33 @@ mod tests {
     fn docker_normalisation() {
         for (input, canonical, familiar) in [
             ("alpine", "docker.io/library/alpine", "alpine"),
-            ("alpine:3.19", "docker.io/library/alpine:3.19", "alpine:3.19"),
+            (
+                "alpine:3.19",
+                "docker.io/library/alpine:3.19",
+                "alpine:3.19",
+            ),
             (
                 "linuxkit/init:b5506cc7",
                 "docker.io/linuxkit/init:b5506cc7",
                 "linuxkit/init:b5506cc7",
             ),
-            ("docker.io/library/busybox:latest", "docker.io/library/busybox:latest", "busybox:latest"),
+            (
+                "docker.io/library/busybox:latest",
+                "docker.io/library/busybox:latest",
+                "busybox:latest",
+            ),
             ("index.docker.io/me/x", "docker.io/me/x", "me/x"),
-            ("127.0.0.1:5000/me/pkg:t", "127.0.0.1:5000/me/pkg:t", "127.0.0.1:5000/me/pkg:t"),
+            (
+                "127.0.0.1:5000/me/pkg:t",
+                "127.0.0.1:5000/me/pkg:t",
+                "127.0.0.1:5000/me/pkg:t",
+            ),
             ("localhost/x", "localhost/x", "localhost/x"),
-            ("ghcr.io/me/a/b:1.0", "ghcr.io/me/a/b:1.0", "ghcr.io/me/a/b:1.0"),
+            (
+                "ghcr.io/me/a/b:1.0",
+                "ghcr.io/me/a/b:1.0",
+                "ghcr.io/me/a/b:1.0",
+            ),
             ("[::1]:5000/x:y", "[::1]:5000/x:y", "[::1]:5000/x:y"),
         ] {
             let r = Reference::parse(input).unwrap();

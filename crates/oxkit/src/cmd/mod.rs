@@ -3,4 +3,5 @@
 
 pub mod cache;
 pub mod image;
+pub mod key;
 pub mod pkg;

@@ -3,4 +3,6 @@
 //! `scripts/test` installs those; a test whose tool is missing fails with the install hint
 //! rather than passing silently.
 
+mod sign;
+mod store;
 mod support;

@@ -18,7 +18,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("oxkit-it-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("oxkit-it-")
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir_all(dir.path().join("home")).expect("home");
         Self { dir }
     }
@@ -52,7 +55,9 @@ impl Env {
 
 /// Runs a command, panicking with its output if it fails. Returns stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
@@ -65,7 +70,9 @@ pub fn run_ok(cmd: &mut Command) -> String {
 
 /// Runs a command that must fail with exit code 1; returns stderr.
 pub fn run_fail(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -84,7 +91,10 @@ pub fn require_tool(name: &str) -> PathBuf {
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/opt/cosign/usr/bin")])
+        .chain([
+            PathBuf::from("/usr/sbin"),
+            PathBuf::from("/opt/cosign/usr/bin"),
+        ])
     {
         let p = dir.join(name);
         if p.is_file() {
@@ -125,7 +135,10 @@ impl Registry {
 
     pub fn start_with(opts: RegistryOpts) -> Self {
         let bin = require_tool("docker-registry");
-        let dir = tempfile::Builder::new().prefix("oxkit-reg-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("oxkit-reg-")
+            .tempdir()
+            .expect("tempdir");
         let port = free_port();
         let data = dir.path().join("data");
         let mut cfg = format!(
@@ -158,7 +171,12 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("start docker-registry");
-        let reg = Self { child, dir, port, tls: opts.tls };
+        let reg = Self {
+            child,
+            dir,
+            port,
+            tls: opts.tls,
+        };
         reg.wait_ready();
         reg
     }
@@ -183,7 +201,11 @@ impl Registry {
     }
 
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.tls { "https" } else { "http" }, self.host())
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.host()
+        )
     }
 
     /// The CA certificate that signed the server's certificate (TLS registries only).
