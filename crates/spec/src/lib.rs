@@ -5,6 +5,8 @@
 //! no environment. Everything here can be tested on captured strings.
 
 pub mod digest;
+pub mod dockerfile;
+pub mod dockerignore;
 pub mod platform;
 pub mod reference;
 
