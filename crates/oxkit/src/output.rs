@@ -28,6 +28,7 @@ impl Printer {
     }
 
     /// Whether progress may be drawn as bars (stderr is a terminal and not quiet).
+    #[allow(dead_code)] // used by the build progress display
     pub fn is_interactive(&self) -> bool {
         self.stderr_is_tty && !self.quiet
     }

@@ -237,15 +237,20 @@ printf 'basicConstraints=critical,CA:FALSE\\nsubjectAltName=IP:127.0.0.1,DNS:loc
 }
 
 /// A busybox root filesystem for `arch` (Debian's busybox-static for that architecture):
-/// `/bin/busybox` plus its applet symlinks. Cached per architecture under the target dir.
+/// `/bin/busybox` plus its applet symlinks. Cached per architecture under the target dir;
+/// built in a private directory and renamed into place so parallel tests never see a half-built
+/// one.
 pub fn busybox_rootfs(arch: &str) -> PathBuf {
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{arch}"));
-    let root = cache.join("rootfs");
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let root = base.join(format!("busybox-rootfs-{arch}"));
     if root.join("bin/busybox").exists() {
         return root;
     }
-    let _ = std::fs::remove_dir_all(&cache);
-    std::fs::create_dir_all(&cache).expect("cache dir");
+    std::fs::create_dir_all(&base).expect("target tmpdir");
+    let work = tempfile::Builder::new()
+        .prefix(&format!("busybox-{arch}-"))
+        .tempdir_in(&base)
+        .expect("work dir");
     let host_arch = run_ok(Command::new("dpkg").arg("--print-architecture"));
     let deb_arch = arch.trim();
     let script = if host_arch.trim() == deb_arch {
@@ -260,8 +265,12 @@ pub fn busybox_rootfs(arch: &str) -> PathBuf {
 {script}
 for a in $(/bin/busybox --list-full 2>/dev/null || true); do case $a in bin/busybox) ;; *) ln -sf /bin/busybox rootfs/$a ;; esac; done
 test -e rootfs/bin/sh",
-        c = cache.display()
+        c = work.path().display()
     );
     run_ok(Command::new("sh").arg("-c").arg(sh));
+    // Another test may have won the race; theirs is complete, so either copy is fine.
+    if std::fs::rename(work.path().join("rootfs"), &root).is_err() {
+        assert!(root.join("bin/busybox").exists(), "busybox rootfs missing at {}", root.display());
+    }
     root
 }

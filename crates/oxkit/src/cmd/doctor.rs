@@ -1,0 +1,112 @@
+//! `oxkit doctor`: reports what this host can do for oxkit (root or user namespaces, mount
+//! namespaces, overlayfs, binfmt handlers for other architectures, QEMU, KVM, cgroups), one line
+//! per check with the fix for anything missing. A report, so it exits 0 unless `--strict`.
+//!
+//! The probing lives in `oxkit_sandbox::probe`; here only flags, environment and printing.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use oxkit_sandbox::probe::{self, HostReport, ProbeOptions, Status};
+use serde::Serialize;
+
+use crate::output::Printer;
+use crate::settings::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Exit with status 1 when any check is missing (by default the report always exits 0)
+    #[arg(long)]
+    strict: bool,
+
+    /// Seconds the KVM probe guest may run before KVM is declared hung
+    #[arg(long, default_value_t = 3.0, value_name = "SECS")]
+    kvm_timeout: f64,
+
+    /// binfmt_misc directory to inspect instead of /proc/sys/fs/binfmt_misc
+    #[arg(long, hide = true, value_name = "DIR")]
+    binfmt_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    /// True when nothing is missing.
+    ok: bool,
+    checks: Vec<JsonCheck<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonCheck<'a> {
+    id: &'a str,
+    status: &'static str,
+    summary: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<&'a str>,
+}
+
+pub fn run(_global: &GlobalArgs, printer: &Printer, args: DoctorArgs) -> Result<()> {
+    if !(args.kvm_timeout.is_finite() && args.kvm_timeout > 0.0 && args.kvm_timeout <= 600.0) {
+        bail!(
+            "--kvm-timeout must be between 0 and 600 seconds, got {}",
+            args.kvm_timeout
+        );
+    }
+    let search_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    let mut opts = ProbeOptions::new(search_path, std::env::temp_dir());
+    opts.kvm_timeout = Duration::from_secs_f64(args.kvm_timeout);
+    if let Some(dir) = args.binfmt_dir {
+        opts.binfmt_dir = dir;
+    }
+    let report = probe::probe_host(&opts);
+    print(printer, &report);
+    let missing: Vec<&str> = report.missing().map(|c| c.id.as_str()).collect();
+    if args.strict && !missing.is_empty() {
+        bail!("{} check(s) missing: {}", missing.len(), missing.join(", "));
+    }
+    Ok(())
+}
+
+fn label(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "OK",
+        Status::Missing => "MISSING",
+        Status::Info => "INFO",
+    }
+}
+
+fn print(printer: &Printer, report: &HostReport) {
+    if printer.is_json() {
+        printer.json(&JsonReport {
+            ok: report.missing().next().is_none(),
+            checks: report
+                .checks
+                .iter()
+                .map(|c| JsonCheck {
+                    id: &c.id,
+                    status: c.status.as_str(),
+                    summary: &c.summary,
+                    fix: c.fix.as_deref(),
+                })
+                .collect(),
+        });
+        return;
+    }
+    let width = report.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
+    for c in &report.checks {
+        printer.data(format!(
+            "{:<7}  {:<width$}  {}",
+            label(c.status),
+            c.id,
+            c.summary
+        ));
+        if c.status != Status::Ok
+            && let Some(fix) = &c.fix
+        {
+            printer.data(format!("{:<7}  {:<width$}  fix: {fix}", "", ""));
+        }
+    }
+}

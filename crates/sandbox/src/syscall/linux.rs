@@ -1,0 +1,259 @@
+//! The real [`Syscalls`]: rustix's raw syscalls where it has them (they bypass glibc, which
+//! matters after a raw `clone`), libc for the few it lacks. Async-signal-safe throughout: it runs
+//! in the cloned child before `execve`.
+
+use std::ffi::{CStr, c_char};
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use rustix::fs::{CWD, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, UnmountFlags};
+use rustix::process::{Gid, Uid};
+use rustix::thread::{CapabilitySet, CapabilitySets};
+
+use super::{SysResult, Syscalls};
+
+/// Makes the syscalls for real.
+pub(crate) struct LinuxSyscalls;
+
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(
+        io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO),
+    )
+}
+
+fn mount_flags(flags: u64) -> Result<MountFlags, Errno> {
+    u32::try_from(flags)
+        .map(MountFlags::from_bits_retain)
+        .map_err(|_| Errno::INVAL)
+}
+
+impl Syscalls for LinuxSyscalls {
+    fn reset_signals(&self) {
+        for sig in 1..=64 {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: installing SIG_DFL involves no handler code; numbers glibc reserves for
+            // itself are refused with EINVAL, which is fine to ignore.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+        // SAFETY: `set` is a valid, writable sigset_t for sigemptyset, and a valid one for
+        // sigprocmask; a null old-set pointer is allowed.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        }
+    }
+
+    fn set_parent_death_signal(&self) -> SysResult {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    }
+
+    fn wait_for_parent(&self, fd: BorrowedFd<'_>) -> SysResult {
+        let mut byte = [0u8; 1];
+        loop {
+            match rustix::io::read(fd, &mut byte) {
+                Ok(1) => return Ok(()),
+                // The parent went away without releasing us.
+                Ok(_) => return Err(Errno::PIPE),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn setup_stdio(&self, stdin: BorrowedFd<'_>, output: BorrowedFd<'_>) -> SysResult {
+        rustix::stdio::dup2_stdin(stdin)?;
+        rustix::stdio::dup2_stdout(output)?;
+        rustix::stdio::dup2_stderr(output)
+    }
+
+    fn close_fds_on_exec(&self) {
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors; it
+        // cannot invalidate memory. Kernels before 5.11 refuse it, which only loses hygiene.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+    }
+
+    fn umask(&self, mode: u32) {
+        rustix::process::umask(Mode::from_raw_mode(mode));
+    }
+
+    fn mount(
+        &self,
+        source: &CStr,
+        target: &CStr,
+        fstype: &CStr,
+        flags: u64,
+        data: Option<&CStr>,
+    ) -> SysResult {
+        rustix::mount::mount(source, target, fstype, mount_flags(flags)?, data)
+    }
+
+    fn bind_remount_readonly(&self, target: &CStr) -> SysResult {
+        let current = rustix::fs::statvfs(target)?.f_flag.bits();
+        // statvfs's ST_* bits equal MS_* except relatime.
+        let mut keep = current
+            & (libc::ST_NOSUID
+                | libc::ST_NODEV
+                | libc::ST_NOEXEC
+                | libc::ST_NOATIME
+                | libc::ST_NODIRATIME);
+        if current & libc::ST_RELATIME != 0 {
+            keep |= libc::MS_RELATIME;
+        }
+        let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep;
+        rustix::mount::mount(c"none", target, c"none", mount_flags(flags)?, None)
+    }
+
+    fn umount_detach(&self, target: &CStr) -> SysResult {
+        rustix::mount::unmount(target, UnmountFlags::DETACH)
+    }
+
+    fn pivot_root(&self, new_root: &CStr, put_old: &CStr) -> SysResult {
+        rustix::process::pivot_root(new_root, put_old)
+    }
+
+    fn chroot(&self, path: &CStr) -> SysResult {
+        rustix::process::chroot(path)
+    }
+
+    fn chdir(&self, path: &CStr) -> SysResult {
+        rustix::process::chdir(path)
+    }
+
+    fn mkdir(&self, path: &CStr, mode: u32) -> SysResult {
+        rustix::fs::mkdir(path, Mode::from_raw_mode(mode))
+    }
+
+    fn mknod_char(&self, path: &CStr, mode: u32, major: u32, minor: u32) -> SysResult {
+        rustix::fs::mknodat(
+            CWD,
+            path,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(mode),
+            rustix::fs::makedev(major, minor),
+        )
+    }
+
+    fn write_file(&self, path: &CStr, contents: &[u8], mode: u32) -> SysResult {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(mode),
+        )?;
+        let mut rest = contents;
+        while !rest.is_empty() {
+            match rustix::io::write(&fd, rest) {
+                Ok(0) => return Err(Errno::IO),
+                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn unlink(&self, path: &CStr) -> SysResult {
+        rustix::fs::unlink(path)
+    }
+
+    fn symlink(&self, target: &CStr, link: &CStr) -> SysResult {
+        rustix::fs::symlink(target, link)
+    }
+
+    fn sethostname(&self, name: &[u8]) -> SysResult {
+        rustix::system::sethostname(name)
+    }
+
+    fn loopback_up(&self) -> SysResult {
+        // SAFETY: plain socket(2); the descriptor is closed below on every path.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: ifreq is plain old data (a name array and a union of integers): all zeroes is
+        // a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, a valid ifreq that outlives
+        // the calls; reading the `ifru_flags` union field is what SIOCGIFFLAGS filled in.
+        let result = unsafe {
+            if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+                Err(last_errno())
+            } else {
+                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+                    Err(last_errno())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        // SAFETY: `fd` is the socket opened above and owned by nothing else.
+        unsafe { libc::close(fd) };
+        result
+    }
+
+    fn drop_bounding_capability(&self, cap: u32) -> SysResult {
+        let bit = 1u64.checked_shl(cap).ok_or(Errno::INVAL)?;
+        rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(bit))
+    }
+
+    fn clear_ambient_capabilities(&self) -> SysResult {
+        rustix::thread::clear_ambient_capability_set()
+    }
+
+    fn set_keep_capabilities(&self, keep: bool) -> SysResult {
+        rustix::thread::set_keep_capabilities(keep)
+    }
+
+    fn set_groups(&self, gids: &[u32]) -> SysResult {
+        // The raw syscall, not glibc's setgroups(), which would try to signal the parent's
+        // other threads (they do not exist in this child).
+        // SAFETY: the kernel reads `gids.len()` gid_t (u32) values from a live slice.
+        let r = unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) };
+        if r < 0 { Err(last_errno()) } else { Ok(()) }
+    }
+
+    fn set_ids(&self, uid: u32, gid: u32) -> SysResult {
+        let g = Gid::from_raw(gid);
+        rustix::thread::set_thread_res_gid(g, g, g)?;
+        let u = Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(u, u, u)
+    }
+
+    fn set_capabilities(&self, effective: u64, permitted: u64, inheritable: u64) -> SysResult {
+        rustix::thread::set_capabilities(
+            None,
+            CapabilitySets {
+                effective: CapabilitySet::from_bits_retain(effective),
+                permitted: CapabilitySet::from_bits_retain(permitted),
+                inheritable: CapabilitySet::from_bits_retain(inheritable),
+            },
+        )
+    }
+
+    fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
+        if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
+            return Errno::INVAL;
+        }
+        // SAFETY: `path` is a C string; `argv` and `envp` are NULL-terminated (checked above)
+        // arrays of pointers to C strings the caller keeps alive. execve returns only on error.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        last_errno()
+    }
+}
