@@ -1,0 +1,126 @@
+//! The files of a `kernel+initrd` output, found from the name it was built under
+//! (`out/minimal` → `out/minimal-kernel`, `out/minimal-initrd.img`, `out/minimal-cmdline`),
+//! the way LinuxKit's `run qemu` finds them. It only reads; it never creates state files.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::error::VmError;
+
+/// The kernel, initrd and kernel command line of one output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootFiles {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// The contents of `NAME-cmdline`, whitespace-trimmed; empty if that file does not exist
+    /// (LinuxKit boots without `-append` then).
+    pub cmdline: String,
+}
+
+impl BootFiles {
+    /// Finds `NAME-kernel` and `NAME-initrd.img` (both required) and reads `NAME-cmdline`.
+    pub fn from_prefix(name: &Path) -> Result<Self, VmError> {
+        let kernel = suffixed(name, "-kernel");
+        let initrd = suffixed(name, "-initrd.img");
+        let cmdline_path = suffixed(name, "-cmdline");
+        for path in [&kernel, &initrd] {
+            if !path.is_file() {
+                return Err(VmError::OutputMissing {
+                    path: path.clone(),
+                    name: name.display().to_string(),
+                    hint: hint(name),
+                });
+            }
+        }
+        let cmdline = match std::fs::read(&cmdline_path) {
+            Ok(bytes) => String::from_utf8(bytes)
+                .map_err(|_| VmError::CmdlineNotText {
+                    path: cmdline_path.clone(),
+                })?
+                .trim()
+                .to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(VmError::Read {
+                    path: cmdline_path,
+                    source,
+                });
+            }
+        };
+        Ok(Self {
+            kernel,
+            initrd,
+            cmdline,
+        })
+    }
+}
+
+fn suffixed(name: &Path, suffix: &str) -> PathBuf {
+    let mut s = OsString::from(name.as_os_str());
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// A common slip is passing one of the output's files instead of its name.
+fn hint(name: &Path) -> String {
+    let text = name.to_string_lossy();
+    ["-kernel", "-initrd.img", "-cmdline"]
+        .iter()
+        .find_map(|suffix| text.strip_suffix(suffix))
+        .map(|prefix| format!(" (did you mean {prefix}?)"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(dir: &Path, cmdline: Option<&[u8]>) -> PathBuf {
+        let name = dir.join("minimal");
+        std::fs::write(dir.join("minimal-kernel"), b"k").expect("kernel");
+        std::fs::write(dir.join("minimal-initrd.img"), b"i").expect("initrd");
+        if let Some(c) = cmdline {
+            std::fs::write(dir.join("minimal-cmdline"), c).expect("cmdline");
+        }
+        name
+    }
+
+    #[test]
+    fn finds_the_three_files_and_trims_the_cmdline() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = output(dir.path(), Some(b"console=ttyS0 quiet\n"));
+        let files = BootFiles::from_prefix(&name).expect("found");
+        assert_eq!(files.kernel, dir.path().join("minimal-kernel"));
+        assert_eq!(files.initrd, dir.path().join("minimal-initrd.img"));
+        assert_eq!(files.cmdline, "console=ttyS0 quiet");
+    }
+
+    #[test]
+    fn a_missing_cmdline_file_means_an_empty_cmdline() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = output(dir.path(), None);
+        assert_eq!(BootFiles::from_prefix(&name).expect("found").cmdline, "");
+    }
+
+    #[test]
+    fn missing_files_are_named_with_a_hint() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = output(dir.path(), None);
+        std::fs::remove_file(dir.path().join("minimal-initrd.img")).expect("rm");
+        let err = BootFiles::from_prefix(&name).expect_err("no initrd");
+        assert!(err.to_string().contains("minimal-initrd.img"), "{err}");
+
+        let err = BootFiles::from_prefix(&dir.path().join("minimal-kernel")).expect_err("file");
+        let msg = err.to_string();
+        assert!(msg.contains("did you mean"), "{msg}");
+        assert!(msg.ends_with(&format!("{}?)", name.display())), "{msg}");
+    }
+
+    #[test]
+    fn a_binary_cmdline_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = output(dir.path(), Some(&[0xff, 0xfe]));
+        let err = BootFiles::from_prefix(&name).expect_err("binary");
+        assert!(err.to_string().contains("minimal-cmdline"), "{err}");
+    }
+}
