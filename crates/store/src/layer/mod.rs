@@ -23,6 +23,7 @@ pub use entry::{
     BadPath, Entry, EntryKind, EntryMeta, OPAQUE_WHITEOUT, WHITEOUT_PREFIX, normalize_path,
 };
 pub(crate) use entry::{classify_whiteout, split_parent};
+pub use pgzip::ParallelGzip;
 pub use walk::{layer_from_dir, write_tree};
 pub use writer::{LayerInfo, LayerOptions, LayerWriter, TarWriter, XattrPolicy};
 

@@ -82,7 +82,7 @@ struct Pool<W> {
 }
 
 /// A `Write` that gzips into `W` on several threads.
-pub(crate) struct ParallelGzip<W: Write + Send + 'static> {
+pub struct ParallelGzip<W: Write + Send + 'static> {
     level: u32,
     threads: usize,
     block: Vec<u8>,
@@ -95,13 +95,13 @@ pub(crate) struct ParallelGzip<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> ParallelGzip<W> {
-    pub(crate) fn new(out: W, level: u32) -> Self {
+    pub fn new(out: W, level: u32) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
         Self::with_threads(out, level, threads)
     }
 
     /// As [`Self::new`] with a given pool size (the output does not depend on it).
-    pub(crate) fn with_threads(out: W, level: u32, threads: usize) -> Self {
+    pub fn with_threads(out: W, level: u32, threads: usize) -> Self {
         Self {
             level,
             threads: threads.max(1),
@@ -189,7 +189,7 @@ impl<W: Write + Send + 'static> ParallelGzip<W> {
     }
 
     /// Compresses what is left, writes the trailer and returns the output.
-    pub(crate) fn finish(mut self) -> io::Result<W> {
+    pub fn finish(mut self) -> io::Result<W> {
         if !self.block.is_empty() {
             self.cut_block()?;
         }
