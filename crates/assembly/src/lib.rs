@@ -1,1 +1,40 @@
-//! TODO
+//! Image assembly, LinuxKit's `linuxkit build`: image YAML in, a bootable system out.
+//!
+//! 1. [`Config::load`] reads the YAML files, resolves `@pkg:` references, merges and
+//!    validates them (errors carry `FILE:LINE:COL`).
+//! 2. [`resolve_images`] finds every image for the platform being built in the local store,
+//!    pulling what is missing through an [`ImageFetcher`].
+//! 3. [`trust::enforce`] enforces the `trust:` policy against the images' signatures.
+//! 4. [`assemble`] builds the file system LinuxKit lays out (kernel, init, volumes, container
+//!    bundles with their OCI `config.json` from LinuxKit's `ConfigToOCI` rules, files) as a tree of
+//!    metadata, reading each layer once and refusing entries that would escape the root.
+//! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
+//!    `kernel+initrd`, `tar-kernel-initrd`): reproducible bytes, flat memory, atomic files.
+//!    [`uptodate`] skips the work when nothing changed since the last build.
+//!
+//! This crate never talks HTTP (registry access comes through traits the caller implements
+//! with `oxkit-registry`), never prints and never reads the environment.
+
+mod config;
+mod config_to_oci;
+mod cpio;
+mod emit;
+mod error;
+mod flatten;
+mod images;
+mod layout;
+mod ocispec;
+mod output;
+mod remote;
+mod tree;
+pub mod trust;
+pub mod uptodate;
+
+pub use config::{Config, YamlInput};
+pub use error::{Error, Result};
+pub use images::{
+    ImageFetcher, ImageUse, ResolveOptions, ResolvedImage, ResolvedImages, resolve_images,
+};
+pub use layout::{AssembleOptions, Assembly, assemble};
+pub use output::{Format, OutputPlan, TarDestination, Written, write_outputs};
+pub use remote::RegistryRemote;

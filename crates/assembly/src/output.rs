@@ -1,0 +1,662 @@
+//! Output formats and files, with LinuxKit's names and command-line rules:
+//!
+//! - `tar`: the whole file system as one tar (`NAME.tar`, or `-o FILE`/`-o -`);
+//! - `kernel+initrd`: `NAME-kernel`, `NAME-initrd.img` (a gzip'd newc cpio of everything
+//!   except what is under `boot/`, preceded by the uncompressed `boot/ucode.cpio` when there
+//!   is one) and `NAME-cmdline`; like LinuxKit, the kernel and cmdline files are only written
+//!   when not empty;
+//! - `tar-kernel-initrd`: `NAME-initrd.tar` holding `kernel`, `initrd.img` (without the
+//!   microcode), `cmdline` and `ucode.cpio`.
+//!
+//! Every file is written to a temporary file in its own directory and renamed into place only
+//! when all outputs of the build are complete: a failed build leaves nothing behind, and a
+//! reader never sees half a file. Nothing is written outside the output directory.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use oxkit_store::Store;
+use oxkit_store::layer::{Entry, EntryMeta, TarWriter};
+use tempfile::NamedTempFile;
+
+use crate::cpio::{CpioMeta, CpioWriter};
+use crate::emit::{Sink, TarSink, emit};
+use crate::error::{Error, Result};
+use crate::layout::Assembly;
+use oxkit_store::layer::ParallelGzip;
+use crate::tree::{Node, lookup};
+
+/// The gzip level of the initrd (gzip's default, as `gzip -6` and LinuxKit's pgzip).
+const GZIP_LEVEL: u32 = 6;
+
+/// An output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Format {
+    Tar,
+    KernelInitrd,
+    TarKernelInitrd,
+}
+
+impl Format {
+    pub const ALL: [&'static str; 3] = ["kernel+initrd", "tar", "tar-kernel-initrd"];
+
+    /// Whether the format is one stream (it can go to `-o`).
+    pub fn streamable(self) -> bool {
+        self == Format::Tar
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Tar => "tar",
+            Format::KernelInitrd => "kernel+initrd",
+            Format::TarKernelInitrd => "tar-kernel-initrd",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "tar" => Ok(Format::Tar),
+            "kernel+initrd" => Ok(Format::KernelInitrd),
+            "tar-kernel-initrd" => Ok(Format::TarKernelInitrd),
+            other => Err(format!(
+                "unknown format {other:?}; oxkit builds {} (LinuxKit's disk and cloud formats are not supported)",
+                Format::ALL.join(", ")
+            )),
+        }
+    }
+}
+
+/// Where the tar format goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TarDestination {
+    Stdout,
+    File(PathBuf),
+}
+
+/// What to write where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputPlan {
+    pub formats: Vec<Format>,
+    /// `DIR/NAME`: the prefix of the non-streamed outputs.
+    pub base: PathBuf,
+    /// The tar output, when `tar` is the format.
+    pub tar: Option<TarDestination>,
+}
+
+impl OutputPlan {
+    /// LinuxKit's rules. `formats` may hold comma-separated lists; `last_config` is the last
+    /// YAML file given (its stem is the default name, `-` meaning standard input: `moby`).
+    pub fn new(
+        formats: &[String],
+        name: Option<&str>,
+        dir: Option<&Path>,
+        output: Option<&str>,
+        last_config: &str,
+    ) -> std::result::Result<Self, String> {
+        let mut fs: Vec<Format> = Vec::new();
+        for f in formats.iter().flat_map(|f| f.split(',')) {
+            let f: Format = f.parse()?;
+            if !fs.contains(&f) {
+                fs.push(f);
+            }
+        }
+        if fs.is_empty() {
+            fs.push(if output.is_some() {
+                Format::Tar
+            } else {
+                Format::KernelInitrd
+            });
+        }
+        if fs.len() > 1
+            && let Some(s) = fs.iter().find(|f| f.streamable())
+        {
+            return Err(format!("format {} must be the only format given", s.name()));
+        }
+        let name = match name {
+            Some(n) => n.to_string(),
+            None if last_config == "-" => "moby".to_string(),
+            None => {
+                let p = Path::new(last_config);
+                p.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "moby".into())
+            }
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(format!("--name {name:?} must be a file name"));
+        }
+        let dir = dir.map(Path::to_path_buf).unwrap_or_default();
+        let tar = match output {
+            Some(o) => {
+                if fs.len() > 1 {
+                    return Err("-o can only be given for a single output format".into());
+                }
+                if !fs[0].streamable() {
+                    return Err(format!(
+                        "-o cannot be given for format {}: it is not one stream; use --dir and --name",
+                        fs[0].name()
+                    ));
+                }
+                Some(if o == "-" {
+                    TarDestination::Stdout
+                } else {
+                    TarDestination::File(PathBuf::from(o))
+                })
+            }
+            None if fs == [Format::Tar] => {
+                Some(TarDestination::File(dir.join(format!("{name}.tar"))))
+            }
+            None => None,
+        };
+        Ok(OutputPlan {
+            formats: fs,
+            base: dir.join(name),
+            tar,
+        })
+    }
+
+    /// The directory outputs are written in (temporary files live there too).
+    pub fn dir(&self) -> PathBuf {
+        let p = match &self.tar {
+            Some(TarDestination::File(f)) => f.as_path(),
+            _ => self.base.as_path(),
+        };
+        match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn with_suffix(&self, suffix: &str) -> PathBuf {
+        let mut s = self.base.clone().into_os_string();
+        s.push(suffix);
+        PathBuf::from(s)
+    }
+}
+
+/// Files written by a build, in the order they were renamed into place.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    pub files: Vec<PathBuf>,
+}
+
+/// A temporary output file that becomes `path` on `persist`.
+struct Pending {
+    path: PathBuf,
+    tmp: NamedTempFile,
+}
+
+fn temp_for(path: &Path) -> Result<NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| {
+            Error::output(
+                path,
+                format!("cannot create a temporary file in {}: {e}", dir.display()),
+            )
+        })
+}
+
+/// Writes the outputs of `plan` for the assembled tree.
+pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<Written> {
+    let dir = plan.dir();
+    fs_err::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
+    let mut pending: Vec<Pending> = Vec::new();
+    for f in &plan.formats {
+        if *f == Format::Tar {
+            match &plan.tar {
+                Some(TarDestination::Stdout) => {
+                    let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+                    let mut sink = TarSink {
+                        tar: TarWriter::new(out, a.epoch),
+                    };
+                    emit(a, store, &mut sink, &dir)?;
+                    let (mut out, _, _) = sink.tar.finish().map_err(Error::from)?;
+                    out.flush()
+                        .map_err(|e| Error::output("standard output", e))?;
+                }
+                Some(TarDestination::File(path)) => {
+                    let tmp = temp_for(path)?;
+                    let out = BufWriter::with_capacity(
+                        1 << 20,
+                        tmp.as_file()
+                            .try_clone()
+                            .map_err(|e| Error::output(path, e))?,
+                    );
+                    let mut sink = TarSink {
+                        tar: TarWriter::new(out, a.epoch),
+                    };
+                    emit(a, store, &mut sink, &dir)?;
+                    let (out, _, _) = sink.tar.finish().map_err(Error::from)?;
+                    out.into_inner()
+                        .map_err(|e| Error::output(path, e.error().to_string()))?
+                        .sync_all()
+                        .map_err(|e| Error::output(path, e))?;
+                    pending.push(Pending {
+                        path: path.clone(),
+                        tmp,
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+    let kernel_initrd = plan.formats.contains(&Format::KernelInitrd);
+    let tar_kernel_initrd = plan.formats.contains(&Format::TarKernelInitrd);
+    if kernel_initrd || tar_kernel_initrd {
+        let initrd_path = plan.with_suffix("-initrd.img");
+        let initrd_tmp = temp_for(&initrd_path)?;
+        let kernel_path = plan.with_suffix("-kernel");
+        let kernel_tmp = temp_for(&kernel_path)?;
+        let ucode_len = match lookup(&a.root, &[b"boot".to_vec(), b"ucode.cpio".to_vec()]) {
+            Some(Node::File(id)) => a.inodes.get(*id).size,
+            _ => 0,
+        };
+        let mut sink = InitrdSink::new(
+            initrd_tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| Error::output(&initrd_path, e))?,
+            ucode_len,
+            kernel_tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| Error::output(&kernel_path, e))?,
+            a.epoch,
+            &initrd_path,
+        )?;
+        emit(a, store, &mut sink, &dir)?;
+        let done = sink.finish()?;
+        if tar_kernel_initrd {
+            let path = plan.with_suffix("-initrd.tar");
+            let tmp = temp_for(&path)?;
+            write_kernel_initrd_tar(&tmp, &done, &initrd_tmp, &kernel_tmp, a.epoch)
+                .map_err(|e| Error::output(&path, e))?;
+            pending.push(Pending { path, tmp });
+        }
+        if kernel_initrd {
+            if done.kernel_len > 0 {
+                pending.push(Pending {
+                    path: kernel_path,
+                    tmp: kernel_tmp,
+                });
+            }
+            pending.push(Pending {
+                path: initrd_path,
+                tmp: initrd_tmp,
+            });
+            if !done.cmdline.is_empty() {
+                let path = plan.with_suffix("-cmdline");
+                let mut tmp = temp_for(&path)?;
+                tmp.write_all(&done.cmdline)
+                    .and_then(|()| tmp.as_file().sync_all())
+                    .map_err(|e| Error::output(&path, e))?;
+                pending.push(Pending { path, tmp });
+            }
+        }
+    }
+    let mut written = Written::default();
+    for p in pending {
+        // Outputs are readable by everyone, as LinuxKit writes them.
+        set_mode(p.tmp.path(), 0o644).map_err(|e| Error::output(&p.path, e))?;
+        p.tmp
+            .persist(&p.path)
+            .map_err(|e| Error::output(&p.path, e.error))?;
+        written.files.push(p.path);
+    }
+    if let Ok(d) = File::open(&dir) {
+        // Make the renames durable; nothing to undo if the directory cannot be synced.
+        let _ = d.sync_all();
+    }
+    Ok(written)
+}
+
+fn set_mode(p: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}
+
+/// What the initrd pass produced.
+struct InitrdDone {
+    /// Bytes of `boot/ucode.cpio` at the start of the initrd file.
+    ucode_len: u64,
+    /// Total bytes of the initrd file (microcode included).
+    initrd_len: u64,
+    kernel_len: u64,
+    cmdline: Vec<u8>,
+}
+
+/// The `kernel.tar`-like tarball LinuxKit's `tar-kernel-initrd` writes.
+fn write_kernel_initrd_tar(
+    out: &NamedTempFile,
+    done: &InitrdDone,
+    initrd: &NamedTempFile,
+    kernel: &NamedTempFile,
+    epoch: i64,
+) -> io::Result<()> {
+    let w = BufWriter::with_capacity(1 << 20, out.as_file().try_clone()?);
+    let mut tar = TarWriter::new(w, epoch);
+    let meta = EntryMeta {
+        mode: 0o644,
+        mtime: epoch,
+        ..EntryMeta::default()
+    };
+    fn add<W: Write>(
+        tar: &mut TarWriter<W>,
+        meta: &EntryMeta,
+        name: &str,
+        file: &File,
+        start: u64,
+        len: u64,
+    ) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(start))?;
+        let mut r = f.take(len);
+        tar.add(&Entry::file(name, len, meta.clone()), Some(&mut r))
+            .map_err(io::Error::other)
+    }
+    add(
+        &mut tar,
+        &meta,
+        "kernel",
+        kernel.as_file(),
+        0,
+        done.kernel_len,
+    )?;
+    add(
+        &mut tar,
+        &meta,
+        "initrd.img",
+        initrd.as_file(),
+        done.ucode_len,
+        done.initrd_len.saturating_sub(done.ucode_len),
+    )?;
+    // Like the kernel and the microcode, an empty cmdline is left out (as LinuxKit does).
+    if !done.cmdline.is_empty() {
+        tar.add_bytes(
+            &Entry::file("cmdline", done.cmdline.len() as u64, meta.clone()),
+            &done.cmdline,
+        )
+        .map_err(io::Error::other)?;
+    }
+    add(
+        &mut tar,
+        &meta,
+        "ucode.cpio",
+        initrd.as_file(),
+        0,
+        done.ucode_len,
+    )?;
+    let (w, _, _) = tar.finish().map_err(io::Error::other)?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+/// Writes the initrd: a newc cpio, gzip'd on all cores, of everything but `boot/*`; routes
+/// `boot/kernel`, `boot/cmdline` and `boot/ucode.cpio` to their own outputs.
+struct InitrdSink {
+    cpio: CpioWriter<ParallelGzip<File>>,
+    /// The same initrd file, to write the microcode in front of the compressed cpio.
+    head: File,
+    ucode_len: u64,
+    ucode_written: Option<u64>,
+    kernel: File,
+    kernel_len: u64,
+    cmdline: Vec<u8>,
+    path: PathBuf,
+}
+
+fn cpio_meta(m: &EntryMeta) -> CpioMeta {
+    CpioMeta {
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        mtime: m.mtime,
+    }
+}
+
+fn in_boot(p: &[u8]) -> bool {
+    p.starts_with(b"boot/")
+}
+
+impl InitrdSink {
+    fn new(
+        mut initrd: File,
+        ucode_len: u64,
+        kernel: File,
+        epoch: i64,
+        path: &Path,
+    ) -> Result<Self> {
+        let head = initrd.try_clone().map_err(|e| Error::output(path, e))?;
+        initrd
+            .seek(SeekFrom::Start(ucode_len))
+            .map_err(|e| Error::output(path, e))?;
+        Ok(Self {
+            cpio: CpioWriter::new(ParallelGzip::new(initrd, GZIP_LEVEL), epoch),
+            head,
+            ucode_len,
+            ucode_written: None,
+            kernel,
+            kernel_len: 0,
+            cmdline: Vec::new(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> Error {
+        Error::output(&self.path, e)
+    }
+
+    fn finish(self) -> Result<InitrdDone> {
+        if self.ucode_written.unwrap_or(0) != self.ucode_len {
+            return Err(self.err("boot/ucode.cpio was not written completely"));
+        }
+        let path = self.path.clone();
+        let gz = self.cpio.finish().map_err(|e| Error::output(&path, e))?;
+        let file = gz.finish().map_err(|e| Error::output(&path, e))?;
+        file.sync_all().map_err(|e| Error::output(&path, e))?;
+        let initrd_len = file.metadata().map_err(|e| Error::output(&path, e))?.len();
+        self.kernel
+            .sync_all()
+            .map_err(|e| Error::output(&path, e))?;
+        Ok(InitrdDone {
+            ucode_len: self.ucode_len,
+            initrd_len,
+            kernel_len: self.kernel_len,
+            cmdline: self.cmdline,
+        })
+    }
+}
+
+impl Sink for InitrdSink {
+    fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<()> {
+        if in_boot(path) {
+            return Ok(());
+        }
+        self.cpio
+            .dir(path, &cpio_meta(meta))
+            .map_err(|e| self.err(e))
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> Result<()> {
+        if in_boot(path) {
+            return Ok(());
+        }
+        self.cpio
+            .symlink(path, target, &cpio_meta(meta))
+            .map_err(|e| self.err(e))
+    }
+
+    fn device(
+        &mut self,
+        path: &[u8],
+        block: bool,
+        dev: (u32, u32),
+        meta: &EntryMeta,
+    ) -> Result<()> {
+        if in_boot(path) {
+            return Ok(());
+        }
+        self.cpio
+            .device(path, block, dev, &cpio_meta(meta))
+            .map_err(|e| self.err(e))
+    }
+
+    fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<()> {
+        if in_boot(path) {
+            return Ok(());
+        }
+        self.cpio
+            .fifo(path, &cpio_meta(meta))
+            .map_err(|e| self.err(e))
+    }
+
+    fn file(
+        &mut self,
+        paths: &[&[u8]],
+        meta: &EntryMeta,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        match paths {
+            [b"boot/kernel"] => {
+                let n = io::copy(data, &mut self.kernel).map_err(|e| self.err(e))?;
+                self.kernel_len = n;
+                return Ok(());
+            }
+            [b"boot/cmdline"] => {
+                self.cmdline.clear();
+                data.read_to_end(&mut self.cmdline)
+                    .map_err(|e| self.err(e))?;
+                return Ok(());
+            }
+            [b"boot/ucode.cpio"] => {
+                if size != self.ucode_len {
+                    return Err(self.err("boot/ucode.cpio changed size during the build"));
+                }
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut at = 0u64;
+                loop {
+                    let n = data.read(&mut buf).map_err(|e| self.err(e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    if at + n as u64 > self.ucode_len {
+                        return Err(self.err("boot/ucode.cpio is longer than announced"));
+                    }
+                    self.head
+                        .write_all_at(&buf[..n], at)
+                        .map_err(|e| self.err(e))?;
+                    at += n as u64;
+                }
+                self.ucode_written = Some(at);
+                return Ok(());
+            }
+            _ => {}
+        }
+        let names: Vec<&[u8]> = paths.iter().copied().filter(|p| !in_boot(p)).collect();
+        if names.is_empty() {
+            return Ok(());
+        }
+        self.cpio
+            .file(&names, &cpio_meta(meta), size, data)
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(
+        formats: &[&str],
+        name: Option<&str>,
+        dir: Option<&str>,
+        output: Option<&str>,
+    ) -> std::result::Result<OutputPlan, String> {
+        let formats: Vec<String> = formats.iter().map(|f| (*f).to_string()).collect();
+        OutputPlan::new(
+            &formats,
+            name,
+            dir.map(Path::new),
+            output,
+            "conf/linuxkit.yml",
+        )
+    }
+
+    #[test]
+    fn linuxkit_defaults_and_names() {
+        let p = plan(&[], None, None, None).unwrap();
+        assert_eq!(p.formats, [Format::KernelInitrd]);
+        assert_eq!(p.base, PathBuf::from("linuxkit"));
+        assert_eq!(p.tar, None);
+        assert_eq!(
+            p.with_suffix("-initrd.img"),
+            PathBuf::from("linuxkit-initrd.img")
+        );
+        assert_eq!(p.dir(), PathBuf::from("."));
+        // -o alone means tar.
+        let p = plan(&[], None, None, Some("-")).unwrap();
+        assert_eq!(
+            (p.formats.as_slice(), p.tar),
+            (&[Format::Tar][..], Some(TarDestination::Stdout))
+        );
+        // tar alone goes to DIR/NAME.tar.
+        let p = plan(&["tar"], Some("sys"), Some("out"), None).unwrap();
+        assert_eq!(
+            p.tar,
+            Some(TarDestination::File(PathBuf::from("out/sys.tar")))
+        );
+        assert_eq!(p.dir(), PathBuf::from("out"));
+        // Comma-separated and repeated formats, duplicates once.
+        let p = plan(
+            &["kernel+initrd,tar-kernel-initrd", "kernel+initrd"],
+            None,
+            Some("o"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.formats, [Format::KernelInitrd, Format::TarKernelInitrd]);
+        assert_eq!(p.base, PathBuf::from("o/linuxkit"));
+        let stdin = OutputPlan::new(&[], None, None, None, "-").unwrap();
+        assert_eq!(stdin.base, PathBuf::from("moby"));
+    }
+
+    #[test]
+    fn linuxkit_refusals() {
+        for (formats, output, want) in [
+            (
+                &["tar", "kernel+initrd"][..],
+                None,
+                "format tar must be the only format",
+            ),
+            (&["iso-efi"][..], None, "unknown format \"iso-efi\""),
+            (
+                &["kernel+initrd"][..],
+                Some("x"),
+                "-o cannot be given for format kernel+initrd",
+            ),
+        ] {
+            let e = plan(formats, None, None, output).unwrap_err();
+            assert!(e.contains(want), "{formats:?}: {e}");
+        }
+        assert!(plan(&[], Some("a/b"), None, None).is_err());
+    }
+}
