@@ -103,7 +103,9 @@ impl Store {
     }
 
     fn ensure_dirs(&self) -> Result<()> {
-        for dir in [self.blobs_dir(), self.tmp_dir(), self.side_dir()] {
+        // `oxkit/` first: another process opening a store we are still initialising must see
+        // our marker before anything else, or it would take the directory for a foreign one.
+        for dir in [self.tmp_dir(), self.side_dir(), self.blobs_dir()] {
             fs::create_dir_all(&dir).map_err(Error::io("create directory", &dir))?;
         }
         Ok(())
