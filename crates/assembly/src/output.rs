@@ -25,8 +25,8 @@ use crate::cpio::{CpioMeta, CpioWriter};
 use crate::emit::{Sink, TarSink, emit};
 use crate::error::{Error, Result};
 use crate::layout::Assembly;
-use oxkit_store::layer::ParallelGzip;
 use crate::tree::{Node, lookup};
+use oxkit_store::layer::ParallelGzip;
 
 /// The gzip level of the initrd (gzip's default, as `gzip -6` and LinuxKit's pgzip).
 const GZIP_LEVEL: u32 = 6;

@@ -18,7 +18,12 @@ use crate::settings::GlobalArgs;
 
 /// Build minimal, immutable Linux systems from LinuxKit packages, without a Docker daemon.
 #[derive(Debug, Parser)]
-#[command(name = "oxkit", version, propagate_version = true, arg_required_else_help = true)]
+#[command(
+    name = "oxkit",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -34,8 +39,20 @@ enum Command {
     Cache(cmd::cache::CacheArgs),
     /// Create images in the local store
     Image(cmd::image::ImageArgs),
+    /// Build a bootable system from image YAML (LinuxKit's `build`): kernel+initrd, tar, ...
+    Build(cmd::build::BuildArgs),
     /// Create and import cosign-compatible signing keys
     Key(cmd::key::KeyArgs),
+    /// Report what this host can do: namespaces, overlayfs, binfmt/QEMU, KVM, cgroups
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Boot images (LinuxKit's `run`): `run qemu NAME` boots a kernel+initrd output
+    Run(cmd::run::RunArgs),
+    /// Log in to a registry (credentials are saved like `docker login` does)
+    Login(cmd::login::LoginArgs),
+    /// Forget a registry's saved credentials
+    Logout(cmd::login::LogoutArgs),
+    /// Check the cosign signatures of images in a registry with public keys
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,7 +63,13 @@ fn main() -> ExitCode {
         Command::Pkg(args) => cmd::pkg::run(&cli.global, &printer, args),
         Command::Cache(args) => cmd::cache::run(&cli.global, &printer, args),
         Command::Image(args) => cmd::image::run(&cli.global, &printer, args),
+        Command::Build(args) => cmd::build::run(&cli.global, &printer, args),
         Command::Key(args) => cmd::key::run(&cli.global, &printer, args),
+        Command::Doctor(args) => cmd::doctor::run(&cli.global, &printer, args),
+        Command::Run(args) => cmd::run::run(&cli.global, &printer, args),
+        Command::Login(args) => cmd::login::login(&cli.global, &printer, args),
+        Command::Logout(args) => cmd::login::logout(&cli.global, &printer, args),
+        Command::Verify(args) => cmd::verify::run(&cli.global, &printer, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,6 +9,10 @@
 //! 4. a prompt on the terminal with echo off, when standard input is a terminal;
 //!
 //! else an error saying how to provide one. The passphrase is never printed or logged.
+//!
+//! The same config file may name the default signing key, `signing-key = "PATH"` (relative to
+//! the file's directory), which `pkg push` uses when neither `--key` nor `OXKIT_SIGNING_KEY`
+//! is given ([`configured_signing_key`]).
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -33,6 +37,8 @@ pub enum Purpose {
 struct UserConfig {
     #[serde(rename = "passphrase-command")]
     passphrase_command: Option<String>,
+    #[serde(rename = "signing-key")]
+    signing_key: Option<PathBuf>,
 }
 
 fn config_dir() -> Option<PathBuf> {
@@ -44,8 +50,8 @@ fn config_dir() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".config").join("oxkit"))
 }
 
-/// The config file in use and its passphrase command, if any.
-fn configured_command() -> Result<Option<(PathBuf, String)>> {
+/// The config file in use and what it says, if there is one.
+fn user_config() -> Result<Option<(PathBuf, UserConfig)>> {
     let Some(dir) = config_dir() else {
         return Ok(None);
     };
@@ -63,12 +69,30 @@ fn configured_command() -> Result<Option<(PathBuf, String)>> {
                 anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column())
             })?
         };
-        return Ok(config
-            .passphrase_command
-            .filter(|c| !c.trim().is_empty())
-            .map(|c| (path, c)));
+        return Ok(Some((path, config)));
     }
     Ok(None)
+}
+
+/// The config file in use and its passphrase command, if any.
+fn configured_command() -> Result<Option<(PathBuf, String)>> {
+    Ok(user_config()?.and_then(|(path, config)| {
+        config
+            .passphrase_command
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| (path, c))
+    }))
+}
+
+/// The `signing-key` the config file names (relative paths from the file's directory).
+pub fn configured_signing_key() -> Result<Option<PathBuf>> {
+    Ok(user_config()?.and_then(|(path, config)| {
+        let key = config.signing_key.filter(|k| !k.as_os_str().is_empty())?;
+        Some(match path.parent() {
+            Some(dir) if key.is_relative() => dir.join(key),
+            _ => key,
+        })
+    }))
 }
 
 fn run_command(config: &Path, command: &str) -> Result<Passphrase> {

@@ -69,6 +69,10 @@ pub(super) fn plan_mounts(
     );
 
     let mut dev_is_bind = false;
+    // runc mounts tmpfs and /dev writable and makes them read-only only at the end
+    // (finalizeRootfs): LinuxKit's read-only containers get `/dev` as a `ro` tmpfs, and
+    // `/dev/pts`, the device nodes and links must still be created in it.
+    let mut read_only_later = Vec::new();
     for m in &spec.mounts {
         let dest = clean(&m.destination);
         let opts = mountopt::parse(m.options());
@@ -118,6 +122,14 @@ pub(super) fn plan_mounts(
                 )));
             }
             push(Step::MkdirAll(target_c.clone()), Tolerate::Nothing);
+            let mut flags = opts.flags;
+            if (kind == "tmpfs" || dest == "/dev")
+                && flags & MS_RDONLY != 0
+                && flags & MS_REMOUNT == 0
+            {
+                flags &= !MS_RDONLY;
+                read_only_later.push(target_c.clone());
+            }
             if opts.flags & MS_REMOUNT != 0 || !kind.is_empty() {
                 let source = m
                     .source
@@ -133,7 +145,7 @@ pub(super) fn plan_mounts(
                         fstype: (!kind.is_empty())
                             .then(|| cstr(kind, "mount type"))
                             .transpose()?,
-                        flags: opts.flags,
+                        flags,
                         data: (!opts.data.is_empty())
                             .then(|| cstr(&opts.data, "mount options"))
                             .transpose()?,
@@ -247,6 +259,9 @@ pub(super) fn plan_mounts(
                 Tolerate::Nothing,
             );
         }
+    }
+    for target in read_only_later {
+        push(Step::RemountReadonly(target), Tolerate::Nothing);
     }
     push(
         Step::EnterRoot {

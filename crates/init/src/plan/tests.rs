@@ -294,6 +294,39 @@ fn symlinked_destinations_stay_in_the_rootfs() {
 }
 
 #[test]
+fn read_only_dev_is_filled_before_it_becomes_read_only() {
+    // What LinuxKit's ConfigToOCI writes for `readonly: true` (its poweroff package): /dev is
+    // a `ro` tmpfs, yet /dev/pts and the device nodes go in it. runc mounts it writable and
+    // remounts it read-only at the end; so must we.
+    let json = r#"{"process": {"args": ["/bin/sh"]}, "root": {"path": "rootfs", "readonly": true},
+        "mounts": [
+          {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k", "ro"]},
+          {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+          {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}],
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}}"#;
+    let plan = build_for(json, Path::new("/b"));
+    let l = lines(&plan);
+    assert_in_order(
+        &l,
+        &[
+            "mounting tmpfs on /b/rootfs/dev (type tmpfs, nosuid,strictatime, mode=755,size=65536k)",
+            "mounting devpts on /b/rootfs/dev/pts (type devpts, nosuid,noexec, newinstance,ptmxmode=0666,mode=0620)",
+            "mounting sysfs on /b/rootfs/sys (type sysfs, ro,nosuid,nodev,noexec)",
+            "creating device /b/rootfs/dev/null (1:3)",
+            "linking /b/rootfs/dev/ptmx -> pts/ptmx",
+            "remounting /b/rootfs/dev read-only",
+            "pivoting into /b/rootfs",
+            "remounting / read-only",
+        ],
+    );
+    // Only /dev waits: sysfs has nothing to create and is mounted read-only at once.
+    assert!(
+        !l.iter().any(|c| c == "remounting /b/rootfs/sys read-only"),
+        "{l:#?}"
+    );
+}
+
+#[test]
 fn specs_that_cannot_run() {
     let err = |json: &str| {
         let spec = Spec::parse(json).expect("json");

@@ -119,12 +119,3 @@ fn write(printer: &Printer, prefix: &Path, key: &SigningKey, output: &OutputArgs
     });
     Ok(())
 }
-
-/// Loads a signing key file for signing (e.g. `pkg push --sign-key`): cosign's encrypted PEM,
-/// unlocked with the passphrase from [`crate::secrets`], or a plain PKCS#8/SEC1 PEM.
-#[allow(dead_code)] // used by `pkg push` once it signs
-pub fn load_signing_key(path: &Path) -> Result<SigningKey> {
-    Ok(oxkit_sign::load_signing_key(path, || {
-        secrets::passphrase(Purpose::Unlock).map_err(|e| format!("{e:#}"))
-    })?)
-}

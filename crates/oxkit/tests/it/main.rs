@@ -3,6 +3,19 @@
 //! `scripts/test` installs those; a test whose tool is missing fails with the install hint
 //! rather than passing silently.
 
+// Test helpers outside #[test] functions may unwrap: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+mod assembly;
+mod boot;
+mod build;
+mod buildah_compat;
+mod doctor;
+mod publish;
+mod registry;
+mod show_tag;
 mod sign;
 mod store;
 mod support;
+mod trust;
+mod vm;

@@ -270,7 +270,11 @@ test -e rootfs/bin/sh",
     run_ok(Command::new("sh").arg("-c").arg(sh));
     // Another test may have won the race; theirs is complete, so either copy is fine.
     if std::fs::rename(work.path().join("rootfs"), &root).is_err() {
-        assert!(root.join("bin/busybox").exists(), "busybox rootfs missing at {}", root.display());
+        assert!(
+            root.join("bin/busybox").exists(),
+            "busybox rootfs missing at {}",
+            root.display()
+        );
     }
     root
 }

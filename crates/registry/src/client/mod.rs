@@ -212,7 +212,8 @@ impl Client {
     }
 
     /// Builds the HTTP client for a registry and learns how to talk to it: HTTPS first, plain
-    /// HTTP for loopback and insecure registries when HTTPS fails.
+    /// HTTP for loopback and insecure registries when HTTPS fails (loopback registries are
+    /// asked over plain HTTP first).
     fn connect(&self, r: &Reference) -> Result<Host> {
         let opts = &self.inner.opts;
         let registry = r.registry().to_string();
@@ -257,6 +258,20 @@ impl Client {
                 creds: creds.clone(),
             })
         };
+        // A registry on this machine is nearly always plain HTTP: asking it that first spares
+        // a TLS handshake, and the TLS stack's start-up (tens of milliseconds gathering
+        // entropy), on every command. A TLS server answers plain HTTP with 400, and then
+        // HTTPS is tried as for any other registry.
+        if r.is_loopback_registry() {
+            let plain = make("http")?;
+            match self.ping(&plain) {
+                Ok(scheme) => {
+                    plain.set_scheme(scheme);
+                    return Ok(plain);
+                }
+                Err(e) => tracing::debug!("{registry}: plain HTTP first: {e}; trying HTTPS"),
+            }
+        }
         let https = make("https")?;
         let first = match self.ping(&https) {
             Ok(scheme) => {

@@ -177,9 +177,58 @@ pub(crate) fn with_chunks<R>(
     }
 }
 
+/// The whole blob in one buffer, for a monolithic upload: memory as it is, a file read
+/// straight into one buffer (the chunked reader's first chunks are deliberately small, so
+/// its first chunk is not the whole file).
+pub(crate) fn whole_blob(source: &BlobSource, size: u64) -> Result<Bytes> {
+    match source {
+        BlobSource::Bytes(bytes) => {
+            let end = usize::try_from(size).unwrap_or(usize::MAX).min(bytes.len());
+            Ok(bytes.slice(..end))
+        }
+        BlobSource::File(path) => {
+            let file = File::open(path).map_err(Error::io("open", path))?;
+            let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            // `read_to_end` fills spare capacity without zeroing it first.
+            let n = file
+                .take(size)
+                .read_to_end(&mut buf)
+                .map_err(Error::io("read", path))?;
+            if n as u64 != size {
+                return Err(short_file(path));
+            }
+            Ok(Bytes::from(buf))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_file_is_read_whole_even_past_the_first_chunk() {
+        // Larger than the chunked reader's first chunk, which once went up alone.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let data: Vec<u8> = (0..(11u32 << 20)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let got = whole_blob(&BlobSource::File(path), data.len() as u64).unwrap();
+        assert_eq!(got.len(), data.len());
+        assert!(got[..] == data[..]);
+        let mem = whole_blob(
+            &BlobSource::Bytes(Bytes::from(data.clone())),
+            data.len() as u64,
+        )
+        .unwrap();
+        assert!(mem[..] == data[..]);
+        let short = dir.path().join("short");
+        std::fs::write(&short, b"1234").unwrap();
+        let e = whole_blob(&BlobSource::File(short), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shorter") && e.contains("short"), "{e}");
+    }
 
     fn collect(source: &BlobSource, start: u64, end: u64, chunk: usize) -> Result<Vec<Vec<u8>>> {
         with_chunks(source, start, end, chunk, |c| {

@@ -19,7 +19,7 @@ use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Method, StatusCode, Url};
 
 use super::http::Call;
-use super::source::{BlobSource, with_chunks};
+use super::source::{BlobSource, whole_blob, with_chunks};
 use super::{Client, Host};
 use crate::auth::Scope;
 use crate::error::{Error, ErrorBody, Result, display_url};
@@ -478,11 +478,7 @@ impl Client {
             .query_pairs_mut()
             .append_pair("digest", blob.digest.as_str());
         let body = if monolithic {
-            let size = usize::try_from(blob.size).unwrap_or(usize::MAX);
-            with_chunks(&blob.source, 0, blob.size, size, |c| c.next_chunk())
-                .transpose()
-                .map_err(Interrupted::Fatal)?
-                .unwrap_or_default()
+            whole_blob(&blob.source, blob.size).map_err(Interrupted::Fatal)?
         } else {
             Bytes::new()
         };

@@ -7,6 +7,9 @@
 //! file (`show_tag.rs`; `build.rs`, `push.rs`, `manifest.rs` to come) with its own `Args` and a
 //! `run` that receives those settings.
 
+mod build;
+mod manifest;
+mod push;
 mod show_tag;
 
 use std::path::PathBuf;
@@ -29,8 +32,16 @@ pub struct PkgArgs {
 
 #[derive(Debug, Subcommand)]
 enum PkgCommand {
+    /// Build packages into the local store: every architecture, then an index over them
+    Build(build::BuildArgs),
     /// Show the tag of one or more packages, computed from their source directories
     ShowTag(show_tag::ShowTagArgs),
+    /// Build what the registry lacks and publish: TAG-ARCH images, the index TAG, signatures
+    #[command(after_help = push::PUSH_HELP)]
+    Push(build::BuildArgs),
+    /// Rebuild the index TAG in the registry from the TAG-ARCH images it holds
+    #[command(alias = "index")]
+    Manifest(manifest::ManifestArgs),
 }
 
 /// LinuxKit's `pkg` persistent flags, accepted before or after the subcommand.
@@ -88,7 +99,6 @@ pub struct PkgFlags {
 /// Build settings given on the command line, each overriding build.yml when set. Only the
 /// build commands use them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(dead_code)] // read by `pkg build` (not yet here)
 pub struct BuildOverrides {
     pub network: Option<bool>,
     pub cache: Option<bool>,
@@ -121,7 +131,6 @@ impl PkgFlags {
     }
 
     /// `--network`/`--nonetwork` and `--enable-cache`/`--disable-cache`, when given.
-    #[allow(dead_code)] // read by `pkg build` (not yet here)
     pub fn build_overrides(&self) -> BuildOverrides {
         let pick = |on: bool, off: bool| match (on, off) {
             (true, _) => Some(true),
@@ -138,5 +147,8 @@ impl PkgFlags {
 pub fn run(global: &GlobalArgs, printer: &Printer, args: PkgArgs) -> Result<()> {
     match args.command {
         PkgCommand::ShowTag(a) => show_tag::run(global, printer, &args.flags, a),
+        PkgCommand::Build(a) => build::run(global, printer, &args.flags, a),
+        PkgCommand::Push(a) => push::run(global, printer, &args.flags, a),
+        PkgCommand::Manifest(a) => manifest::run(global, printer, &args.flags, a),
     }
 }

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Publishing a package: `oxkit pkg push` of a two-architecture package (an index over two
+# images, each MB of real files, different per architecture) against `skopeo copy --all` of
+# the same images from an OCI layout, to the same registry, in the same run. The registry is
+# emptied (stopped, storage removed, restarted) before each push to an empty registry.
+# Prints mean seconds and ratios for:
+#   1. push to an empty registry, unsigned:        oxkit / skopeo        (target <= 1.0)
+#   2. push again, everything already there:       oxkit / skopeo again  (target <= 0.5),
+#      and the blob uploads the registry saw during oxkit's second push (target 0)
+#   3. push to an empty registry, signed:          signed / unsigned     (target <= 1.10)
+#      with cosign's encrypted key (scrypt: a fixed ~0.4 s of CPU, decrypted while the blobs
+#      upload), and with an unencrypted PKCS#8 key (the signing work alone)
+#   bench/publish.sh [MB_PER_ARCH] [RUNS]      (default 64 MB, 5 runs; needs skopeo, openssl)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mb=${1:-64}
+runs=${2:-5}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --quiet --release -p oxkit
+case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
+work=$(mktemp -d)
+reg=
+trap '[ -n "$reg" ] && kill "$reg" 2>/dev/null; rm -rf "$work"' EXIT
+export OXKIT_STORE=$work/store HOME=$work/home DOCKER_CONFIG=$work/home/.docker COSIGN_PASSWORD=bench
+unset SOURCE_DATE_EPOCH OXKIT_SIGNING_KEY NOTRUST
+mkdir -p "$HOME"
+
+while :; do port=$(shuf -i 20000-60000 -n 1); (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break; done
+host=127.0.0.1:$port
+# Info level: the access log shows every request, so blob uploads can be counted.
+cat >"$work/reg.yml" <<YML
+version: 0.1
+log: {level: info}
+storage: {filesystem: {rootdirectory: $work/data}, delete: {enabled: true}}
+http: {addr: $host}
+YML
+start_registry() { # a fresh, empty registry on the same port
+  if [ -n "$reg" ]; then kill "$reg"; wait "$reg" 2>/dev/null || true; fi
+  rm -rf "$work/data"
+  sync  # earlier runs' writes must not be flushed during the next one
+  docker-registry serve "$work/reg.yml" >>"$work/reg.log" 2>&1 &
+  reg=$!
+  for _ in $(seq 100); do curl -fs "http://$host/v2/" >/dev/null && return; sleep 0.05; done
+  echo "docker-registry did not start" >&2; exit 1
+}
+uploads() { grep -c '"POST /v2/[^ ]*/blobs/uploads/' "$work/reg.log" || true; }
+now() { date +%s.%N; }
+
+# Copies regular files from SRC (sorted by path) into DEST until about MB megabytes.
+fill() {
+  local dest=$1 mb=$2; shift 2
+  mkdir -p "$dest"
+  { find "$@" -type f -printf '%s\t%p\n' 2>/dev/null || true; } | LC_ALL=C sort -u -t$'\t' -k2 |
+    awk -F'\t' -v max=$((mb * 1024 * 1024)) '!done { if (sum + $1 > max) done = 1; else { sum += $1; print $2 } }' \
+      >"$dest.list"
+  tar -cf - -T "$dest.list" 2>/dev/null | tar -xf - -C "$dest"
+}
+fill "$work/rootfs-amd64" "$mb" /usr/lib/x86_64-linux-gnu /usr/lib
+fill "$work/rootfs-arm64" "$mb" /usr/share
+
+# The package: TAG-ARCH images imported into the store (so `pkg push` finds them built), the
+# index written by `pkg build`, and the same images as an OCI layout for skopeo.
+pkg=$work/pkg/bench
+mkdir -p "$pkg"
+printf 'image: bench\norg: %s/ox\narches: [amd64, arm64]\n' "$host" >"$pkg/build.yml"
+printf 'FROM scratch\n' >"$pkg/Dockerfile"
+name=$host/ox/bench:bench
+for arch in amd64 arm64; do
+  "$ox" -q image import --platform "linux/$arch" "$work/rootfs-$arch" "$name-$arch" >/dev/null
+done
+"$ox" -q pkg --hash bench build "$pkg" >/dev/null
+skopeo copy --quiet --all "oci:$OXKIT_STORE:$name" "oci:$work/layout:bench" >/dev/null
+"$ox" key generate --output-key-prefix "$work/ox" >/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/plain.pem" 2>/dev/null
+
+push() { "$ox" -q pkg --hash bench push "$@" "$pkg" >/dev/null; }
+sk() { skopeo copy --quiet --all --dest-tls-verify=false "oci:$work/layout:bench" "docker://$host/sk/bench:bench" >/dev/null; }
+
+t_ox=0 t_sk=0 t_ox2=0 t_sk2=0 t_sign=0 t_plain=0 again_uploads=0
+for i in $(seq "$runs"); do
+  start_registry
+  a=$(now); push --no-sign; b=$(now)
+  before=$(uploads); c=$(now); push --no-sign; d=$(now); again_uploads=$((again_uploads + $(uploads) - before))
+  start_registry
+  e=$(now); sk; f=$(now); sk; g=$(now)
+  start_registry
+  h=$(now); push --key "$work/ox.key"; j=$(now)
+  start_registry
+  k=$(now); push --key "$work/plain.pem"; l=$(now)
+  ox1=$(echo "$b - $a" | bc -l); ox2=$(echo "$d - $c" | bc -l)
+  sk1=$(echo "$f - $e" | bc -l); sk2=$(echo "$g - $f" | bc -l)
+  sg=$(echo "$j - $h" | bc -l); pl=$(echo "$l - $k" | bc -l)
+  printf 'run %d: empty: oxkit %.3fs skopeo %.3fs | again: oxkit %.3fs skopeo %.3fs | signed: %.3fs (unencrypted key %.3fs)\n' \
+    "$i" "$ox1" "$sk1" "$ox2" "$sk2" "$sg" "$pl"
+  t_ox=$(echo "$t_ox + $ox1" | bc -l); t_sk=$(echo "$t_sk + $sk1" | bc -l)
+  t_ox2=$(echo "$t_ox2 + $ox2" | bc -l); t_sk2=$(echo "$t_sk2 + $sk2" | bc -l)
+  t_sign=$(echo "$t_sign + $sg" | bc -l); t_plain=$(echo "$t_plain + $pl" | bc -l)
+done
+printf 'package: 2 architectures x %d MB; means over %d runs\n' "$mb" "$runs"
+printf 'push to an empty registry: oxkit %.3fs, skopeo copy --all %.3fs: ratio %.2f (target <= 1.0)\n' \
+  "$(echo "$t_ox / $runs" | bc -l)" "$(echo "$t_sk / $runs" | bc -l)" "$(echo "$t_ox / $t_sk" | bc -l)"
+printf 'push again, all there:     oxkit %.3fs, skopeo copy --all %.3fs: ratio %.2f (target <= 0.5); blob uploads during oxkit: %d (target 0)\n' \
+  "$(echo "$t_ox2 / $runs" | bc -l)" "$(echo "$t_sk2 / $runs" | bc -l)" "$(echo "$t_ox2 / $t_sk2" | bc -l)" "$again_uploads"
+printf 'signing:                   signed %.3fs, unsigned %.3fs: ratio %.2f (target <= 1.10)\n' \
+  "$(echo "$t_sign / $runs" | bc -l)" "$(echo "$t_ox / $runs" | bc -l)" "$(echo "$t_sign / $t_ox" | bc -l)"
+printf '  with an unencrypted key: %.3fs: ratio %.2f (the rest is scrypt, which cosign key files require)\n' \
+  "$(echo "$t_plain / $runs" | bc -l)" "$(echo "$t_plain / $t_ox" | bc -l)"

@@ -1,0 +1,850 @@
+//! `oxkit build` (LinuxKit's image assembly) end to end: every corpus YAML through `--dry-run`,
+//! real builds from images made with `oxkit image import` (busybox, and a fake kernel image
+//! with `kernel`, `kernel.tar` and microcode), the layout checked through GNU tar and GNU cpio,
+//! reproducibility, the up-to-date shortcut, a generated bundle run by runc, bad input
+//! refused without leaving anything behind, and the trust policy against a real registry.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::support::{Env, Registry, busybox_rootfs, require_tool, run_fail, run_ok};
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/tests/fixtures/linuxkit-corpus")
+}
+
+fn yml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            yml_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(p);
+        }
+    }
+}
+
+fn host_arch() -> String {
+    run_ok(Command::new("dpkg").arg("--print-architecture"))
+        .trim()
+        .to_string()
+}
+
+fn sha256(path: &Path) -> String {
+    run_ok(Command::new("sha256sum").arg(path))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `oxkit image import DIR REF [ARGS]`.
+fn import(env: &Env, rootfs: &Path, reference: &str, args: &[&str]) {
+    run_ok(
+        env.oxkit()
+            .args(["image", "import"])
+            .args(args)
+            .arg(rootfs)
+            .arg(reference),
+    );
+}
+
+/// A kernel image: `kernel` (deterministic bytes), `kernel.tar` (modules, and a file under
+/// boot/ that the initrd leaves out) and `intel-ucode.cpio`.
+fn kernel_image(env: &Env, reference: &str, with_kernel: bool) {
+    let dir = env.path().join(format!("kernel-src-{}", with_kernel));
+    let modules = dir.join("modules");
+    std::fs::create_dir_all(modules.join("lib/modules/6.1.0/kernel/fs")).unwrap();
+    std::fs::create_dir_all(modules.join("boot")).unwrap();
+    std::fs::write(
+        modules.join("lib/modules/6.1.0/kernel/fs/overlay.ko"),
+        b"not really a module\n",
+    )
+    .unwrap();
+    std::fs::write(modules.join("boot/System.map"), b"ffffffff T _text\n").unwrap();
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    if with_kernel {
+        let kernel: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(root.join("kernel"), kernel).unwrap();
+    }
+    std::fs::write(root.join("intel-ucode.cpio"), b"070701 pretend microcode").unwrap();
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&modules)
+            .args(["--owner=0", "--group=0", "-cf"])
+            .arg(root.join("kernel.tar"))
+            .args(["lib", "boot"]),
+    );
+    import(env, &root, reference, &[]);
+}
+
+/// The images of a small system: a kernel, an init image, a service image with a LinuxKit
+/// label and a plain busybox image with a default command.
+fn images(env: &Env) {
+    let rootfs = busybox_rootfs(&host_arch());
+    kernel_image(env, "test/kernel:1", true);
+    import(env, &rootfs, "test/init:1", &[]);
+    import(
+        env,
+        &rootfs,
+        "test/svc:1",
+        &[
+            "--label",
+            r#"org.mobyproject.config={"capabilities":["CAP_NET_ADMIN"],"binds":["/run:/run"],"readonly":true}"#,
+            "--cmd",
+            r#"["/bin/sleep","100"]"#,
+        ],
+    );
+    import(
+        env,
+        &rootfs,
+        "test/busybox:1",
+        &[
+            "--cmd",
+            r#"["/bin/sh","-c","echo hello"]"#,
+            "-e",
+            "PATH=/bin:/usr/bin",
+        ],
+    );
+}
+
+const SYSTEM: &str = r#"kernel:
+  image: test/kernel:1
+  cmdline: "console=ttyS0 quiet"
+  ucode: intel-ucode.cpio
+init:
+  - test/init:1
+onboot:
+  - name: hello
+    image: test/busybox:1
+  - name: hello
+    image: test/busybox:1
+    command: ["/bin/echo", "again"]
+onshutdown:
+  - name: bye
+    image: test/busybox:1
+services:
+  - name: svc
+    image: test/svc:1
+    capabilities.add: [CAP_SYS_ADMIN]
+    uid: svc
+files:
+  - path: etc/motd
+    contents: "welcome\n"
+    mode: "0644"
+  - path: etc/secret/key
+    source: secret.txt
+    uid: svc
+  - path: etc/oxkit.yml
+    metadata: yaml
+  - path: var/lib/link
+    symlink: /etc/motd
+"#;
+
+fn write_system(env: &Env) -> PathBuf {
+    let yml = env.path().join("system.yml");
+    std::fs::write(&yml, SYSTEM).unwrap();
+    std::fs::write(env.path().join("secret.txt"), b"s3cret\n").unwrap();
+    yml
+}
+
+/// Extracts a tar with GNU tar (numeric owners, as root keeps them).
+fn untar(tar: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-xf"])
+            .arg(tar)
+            .arg("-C")
+            .arg(into),
+    );
+}
+
+fn listing(dir: &Path) -> BTreeSet<String> {
+    let out = run_ok(Command::new("find").arg(".").current_dir(dir));
+    out.lines()
+        .filter(|l| *l != ".")
+        .map(|l| l.trim_start_matches("./").to_string())
+        .collect()
+}
+
+fn json_file(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+fn no_temporaries(dir: &Path) {
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+#[test]
+fn dry_run_accepts_every_corpus_image_yaml_without_images() {
+    let env = Env::new();
+    let mut files = Vec::new();
+    yml_files(&corpus().join("examples"), &mut files);
+    yml_files(&corpus().join("test-cases"), &mut files);
+    let skip = [
+        "examples/static-ip.yml",
+        "test-cases/000_build/091_validate_linuxkit_yaml/linuxkit.yml",
+        "test-cases/000_build/070_volumes/002_rw_on_ro/test.yml",
+        "080_mirrors/config.yml",
+    ];
+    let mut checked = 0;
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy();
+        if name == "build.yml" || name == "build-file.yml" || skip.iter().any(|s| f.ends_with(s)) {
+            continue;
+        }
+        let out = run_ok(env.oxkit().args(["build", "--dry-run"]).arg(f));
+        // The merged configuration parses back to itself.
+        let again = env.path().join("again.yml");
+        std::fs::write(&again, &out).unwrap();
+        let twice = run_ok(env.oxkit().args(["build", "--dry-run"]).arg(&again));
+        assert_eq!(out, twice, "{}", f.display());
+        checked += 1;
+    }
+    assert!(checked > 150, "checked {checked}");
+    assert!(!env.store().exists(), "--dry-run must not need the store");
+
+    // The ones LinuxKit refuses are refused, with the location.
+    let e = run_fail(
+        env.oxkit()
+            .args(["build", "--dry-run"])
+            .arg(corpus().join("examples/static-ip.yml")),
+    );
+    assert!(e.contains("static-ip.yml:28:7: invalid YAML"), "{e}");
+    let e = run_fail(
+        env.oxkit()
+            .args(["build", "--dry-run"])
+            .arg(corpus().join("test-cases/000_build/070_volumes/002_rw_on_ro/test.yml")),
+    );
+    assert!(e.contains("test.yml:8:"), "{e}");
+
+    // Several files merge in order: the namespace tests' common.yml, then each case.
+    let dir = corpus().join("test-cases/020_kernel/200_namespace");
+    let out = run_ok(
+        env.oxkit()
+            .args(["build", "--dry-run"])
+            .arg(dir.join("common.yml"))
+            .arg(dir.join("010_veth/010_echo-tcp-ipv4-short-1con-single/test.yml")),
+    );
+    assert!(out.starts_with("kernel:\n"), "{out}");
+    assert!(out.contains("onboot:"), "{out}");
+
+    // @pkg:PATH is relative to the file that names it and becomes the package's tag.
+    let pkg = env.path().join("conf/pkgs/hello");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("build.yml"), "image: hello\norg: test\n").unwrap();
+    std::fs::write(pkg.join("Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(
+        env.path().join("conf/pkg.yml"),
+        "onboot:\n  - name: hello\n    image: \"@pkg:pkgs/hello\"\n",
+    )
+    .unwrap();
+    let tag = run_ok(env.oxkit().args(["pkg", "show-tag"]).arg(&pkg));
+    let out = run_ok(env.oxkit().args(["build", "--dry-run", "conf/pkg.yml"]));
+    assert!(out.contains(&format!("image: {}", tag.trim())), "{out}");
+    std::fs::write(
+        env.path().join("conf/nopkg.yml"),
+        "onboot:\n  - name: hello\n    image: \"@pkg:pkgs/nothing\"\n",
+    )
+    .unwrap();
+    let e = run_fail(env.oxkit().args(["build", "--dry-run", "conf/nopkg.yml"]));
+    assert!(
+        e.contains("conf/nopkg.yml:3:12: cannot resolve \"@pkg:pkgs/nothing\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn builds_kernel_initrd_and_tar_with_linuxkit_layout() {
+    let env = Env::new();
+    images(&env);
+    let yml = write_system(&env);
+    let out = env.path().join("out");
+    run_ok(
+        env.oxkit()
+            .args([
+                "build",
+                "--format",
+                "kernel+initrd,tar-kernel-initrd",
+                "--dir",
+            ])
+            .arg(&out)
+            .arg(&yml),
+    );
+    run_ok(
+        env.oxkit()
+            .args(["build", "-o"])
+            .arg(env.path().join("system.tar"))
+            .arg(&yml),
+    );
+    no_temporaries(&out);
+
+    // kernel+initrd: the kernel as in the image, the cmdline, the microcode first.
+    let kernel: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    assert_eq!(std::fs::read(out.join("system-kernel")).unwrap(), kernel);
+    assert_eq!(
+        std::fs::read_to_string(out.join("system-cmdline")).unwrap(),
+        "console=ttyS0 quiet"
+    );
+    let initrd = std::fs::read(out.join("system-initrd.img")).unwrap();
+    let ucode = b"070701 pretend microcode";
+    assert_eq!(&initrd[..ucode.len()], ucode);
+    assert_eq!(&initrd[ucode.len()..ucode.len() + 2], &[0x1f, 0x8b]);
+
+    // The tar holds the whole file system, boot/ included.
+    let root = env.path().join("root");
+    untar(&env.path().join("system.tar"), &root);
+    let files = listing(&root);
+    for want in [
+        "boot/kernel",
+        "boot/cmdline",
+        "boot/ucode.cpio",
+        "boot/System.map",
+        "lib/modules/6.1.0/kernel/fs/overlay.ko",
+        "bin/busybox",
+        "etc/resolv.conf",
+        "containers/onboot/000-hello/config.json",
+        "containers/onboot/000-hello/runtime.json",
+        "containers/onboot/000-hello/lower/bin/busybox",
+        "containers/onboot/000-hello/tmp",
+        "containers/onboot/000-hello/rootfs",
+        "containers/onboot/001-hello/config.json",
+        "containers/onshutdown/000-bye/config.json",
+        "containers/services/svc/config.json",
+        "containers/services/svc/rootfs/bin/busybox",
+        "containers/services/svc/rootfs/etc/hosts",
+        "etc/motd",
+        "etc/secret/key",
+        "etc/oxkit.yml",
+        "var/lib/link",
+    ] {
+        assert!(files.contains(want), "{want} missing; have {files:?}");
+    }
+    // The same image is unpacked once: later bundles mount the first one's.
+    assert!(!files.contains("containers/onboot/001-hello/lower/bin/busybox"));
+    assert!(!files.contains("containers/services/svc/lower"));
+    assert_eq!(std::fs::read(root.join("boot/kernel")).unwrap(), kernel);
+    assert_eq!(
+        std::fs::read_link(root.join("etc/resolv.conf")).unwrap(),
+        PathBuf::from("/run/resolvconf/resolv.conf")
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("containers/services/svc/rootfs/etc/resolv.conf"))
+            .unwrap(),
+        "\n# no resolv.conf configured\n"
+    );
+    assert_eq!(
+        std::fs::read(root.join("etc/secret/key")).unwrap(),
+        b"s3cret\n"
+    );
+    let key = std::fs::metadata(root.join("etc/secret/key")).unwrap();
+    // Ids by name: hello=100, hello=101, bye=102, svc=103; files default to 0600.
+    assert_eq!((key.uid(), key.mode() & 0o7777), (103, 0o600));
+    let secret_dir = std::fs::metadata(root.join("etc/secret")).unwrap();
+    assert_eq!((secret_dir.uid(), secret_dir.mode() & 0o7777), (103, 0o700));
+    let meta = std::fs::read_to_string(root.join("etc/oxkit.yml")).unwrap();
+    assert!(meta.contains("image: docker.io/test/busybox:1"), "{meta}");
+
+    // config.json: the image's command and env, the label's capabilities plus the YAML's,
+    // LinuxKit's mounts and namespaces.
+    let hello = json_file(&root.join("containers/onboot/000-hello/config.json"));
+    assert_eq!(hello["ociVersion"], "1.2.1");
+    assert_eq!(
+        hello["process"]["args"],
+        serde_json::json!(["/bin/sh", "-c", "echo hello"])
+    );
+    assert_eq!(
+        hello["process"]["env"],
+        serde_json::json!(["PATH=/bin:/usr/bin"])
+    );
+    assert_eq!(hello["root"], serde_json::json!({"path": "rootfs"}));
+    let again = json_file(&root.join("containers/onboot/001-hello/config.json"));
+    assert_eq!(
+        again["process"]["args"],
+        serde_json::json!(["/bin/echo", "again"])
+    );
+    let svc = json_file(&root.join("containers/services/svc/config.json"));
+    assert_eq!(
+        svc["process"]["capabilities"]["effective"],
+        serde_json::json!(["CAP_NET_ADMIN", "CAP_SYS_ADMIN"])
+    );
+    assert_eq!(svc["process"]["user"]["uid"], 103);
+    assert_eq!(svc["root"]["readonly"], true);
+    assert!(
+        svc["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["destination"] == "/run" && m["type"] == "bind")
+    );
+    let rt = json_file(&root.join("containers/onboot/001-hello/runtime.json"));
+    assert_eq!(
+        rt["mounts"][2]["options"][0],
+        "lowerdir=/containers/onboot/000-hello/lower"
+    );
+    let rt = json_file(&root.join("containers/services/svc/runtime.json"));
+    assert_eq!(
+        rt["mounts"][0],
+        serde_json::json!({"destination": "/containers/services/svc/rootfs", "source": "/containers/services/svc/rootfs", "options": ["bind"]})
+    );
+
+    // The initrd is everything but boot/* (the directory itself stays), read by GNU cpio.
+    let cpio_root = env.path().join("cpio");
+    std::fs::create_dir_all(&cpio_root).unwrap();
+    let gz = env.path().join("initrd.cpio.gz");
+    std::fs::write(&gz, &initrd[ucode.len()..]).unwrap();
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "gzip -dc {} | cpio -i --quiet --make-directories --numeric-uid-gid --preserve-modification-time",
+        gz.display()
+    )).current_dir(&cpio_root));
+    let in_cpio = listing(&cpio_root);
+    let expected: BTreeSet<String> = files
+        .iter()
+        .filter(|f| !f.starts_with("boot/"))
+        .cloned()
+        .collect();
+    assert_eq!(in_cpio, expected);
+    assert_eq!(
+        std::fs::read(cpio_root.join("containers/services/svc/rootfs/bin/busybox")).unwrap(),
+        std::fs::read(root.join("bin/busybox")).unwrap()
+    );
+
+    // tar-kernel-initrd: the same kernel, the initrd without the microcode, and the rest.
+    let kit = env.path().join("kit");
+    untar(&out.join("system-initrd.tar"), &kit);
+    assert_eq!(std::fs::read(kit.join("kernel")).unwrap(), kernel);
+    assert_eq!(
+        std::fs::read(kit.join("initrd.img")).unwrap(),
+        &initrd[ucode.len()..]
+    );
+    assert_eq!(std::fs::read(kit.join("ucode.cpio")).unwrap(), ucode);
+    assert_eq!(
+        std::fs::read_to_string(kit.join("cmdline")).unwrap(),
+        "console=ttyS0 quiet"
+    );
+}
+
+#[test]
+fn builds_are_reproducible_and_rebuilds_are_skipped() {
+    let env = Env::new();
+    images(&env);
+    let yml = write_system(&env);
+    let (a, b) = (env.path().join("a"), env.path().join("b"));
+    for dir in [&a, &b] {
+        run_ok(
+            env.oxkit()
+                .args(["build", "-f", "kernel+initrd", "--name", "sys", "--dir"])
+                .arg(dir)
+                .arg(&yml),
+        );
+        run_ok(
+            env.oxkit()
+                .args(["build", "-o"])
+                .arg(dir.join("sys.tar"))
+                .arg(&yml),
+        );
+    }
+    for f in ["sys-kernel", "sys-initrd.img", "sys-cmdline", "sys.tar"] {
+        assert_eq!(sha256(&a.join(f)), sha256(&b.join(f)), "{f}");
+    }
+    // SOURCE_DATE_EPOCH sets every mtime (and changes the bytes).
+    let c = env.path().join("c");
+    run_ok(
+        env.oxkit()
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .args(["build", "-o"])
+            .arg(c.join("sys.tar"))
+            .arg(&yml),
+    );
+    assert_ne!(sha256(&a.join("sys.tar")), sha256(&c.join("sys.tar")));
+    let listed = run_ok(Command::new("tar").arg("-tvf").arg(c.join("sys.tar")));
+    assert!(
+        listed
+            .lines()
+            .all(|l| l.contains("2023-11-14") || l.contains("1970-01-01")),
+        "{listed}"
+    );
+    assert!(listed.contains("2023-11-14"), "{listed}");
+
+    // Nothing changed: the outputs are left alone.
+    let before = std::fs::metadata(a.join("sys-initrd.img")).unwrap();
+    let err = {
+        let out = env
+            .oxkit()
+            .args(["build", "-f", "kernel+initrd", "--name", "sys", "--dir"])
+            .arg(&a)
+            .arg(&yml)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(err.contains("up to date"), "{err}");
+    let after = std::fs::metadata(a.join("sys-initrd.img")).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
+    // A changed source file rebuilds.
+    std::fs::write(env.path().join("secret.txt"), b"changed\n").unwrap();
+    let out = env
+        .oxkit()
+        .args(["build", "-f", "kernel+initrd", "--name", "sys", "--dir"])
+        .arg(&a)
+        .arg(&yml)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrote"));
+    assert_ne!(
+        sha256(&a.join("sys-initrd.img")),
+        sha256(&b.join("sys-initrd.img"))
+    );
+}
+
+#[test]
+fn runc_runs_a_generated_bundle() {
+    let runc = require_tool("runc");
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "runc needs root: run the integration tests as root"
+    );
+    let env = Env::new();
+    images(&env);
+    let yml = env.path().join("run.yml");
+    std::fs::write(
+        &yml,
+        "onboot:\n  - name: hello\n    image: test/busybox:1\n    readonly: true\n    \
+         command: [\"/bin/sh\", \"-c\", \"echo hello from $(cat /etc/hosts | head -c 9) as $(id -u)\"]\n",
+    )
+    .unwrap();
+    let tar = env.path().join("run.tar");
+    run_ok(env.oxkit().args(["build", "-o"]).arg(&tar).arg(&yml));
+    let root = env.path().join("root");
+    untar(&tar, &root);
+    let bundle = root.join("containers/onboot/000-hello");
+    let id = format!("oxkit-it-{}", std::process::id());
+    let out = Command::new(runc)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from 127.0.0.1 as 0\n"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_its_location_and_leaves_nothing() {
+    let env = Env::new();
+    images(&env);
+    kernel_image(&env, "test/nokernel:1", false);
+    let reg = Registry::start();
+    let out = env.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep"), b"").unwrap();
+    let cases: Vec<(&str, String, &str)> =
+        vec![
+        (
+            "missing",
+            format!("init:\n  - test/init:1\n  - {}/nothing/here:1\n", reg.host()),
+            "missing.yml:3:5: init[1]: image",
+        ),
+        (
+            "nokernel",
+            "kernel:\n  image: test/nokernel:1\n".to_string(),
+            "nokernel.yml:2:10: kernel: image docker.io/test/nokernel:1",
+        ),
+        (
+            "dupsvc",
+            "services:\n  - name: a\n    image: test/svc:1\n  - name: a\n    image: test/svc:1\n"
+                .to_string(),
+            "dupsvc.yml:4:5: duplicate services name \"a\"",
+        ),
+        (
+            "both",
+            "files:\n  - path: etc/x\n    contents: x\n    source: x.txt\n".to_string(),
+            "both.yml:2:5:",
+        ),
+    ];
+    for (name, text, want) in &cases {
+        let yml = env.path().join(format!("{name}.yml"));
+        std::fs::write(&yml, text).unwrap();
+        let e = run_fail(
+            env.oxkit()
+                .current_dir(env.path())
+                .args(["build", "--dir"])
+                .arg(&out)
+                .arg(format!("{name}.yml")),
+        );
+        assert!(e.contains(want), "{name}: {e}");
+        let e1 = e.lines().next().unwrap_or_default().to_string();
+        assert!(!e1.is_empty());
+    }
+    let e = run_fail(
+        env.oxkit()
+            .current_dir(env.path())
+            .args(["build", "--dir"])
+            .arg(&out)
+            .arg("nokernel.yml"),
+    );
+    assert!(e.contains("has no file \"kernel\""), "{e}");
+    let e = run_fail(
+        env.oxkit()
+            .current_dir(env.path())
+            .args(["build", "--dir"])
+            .arg(&out)
+            .arg("missing.yml"),
+    );
+    assert!(e.contains(&format!("{}/nothing/here:1", reg.host())), "{e}");
+
+    // A layer that writes through a link to outside the root.
+    let evil = env.path().join("evil");
+    std::fs::create_dir_all(evil.join("d")).unwrap();
+    std::os::unix::fs::symlink("/etc", evil.join("escape")).unwrap();
+    std::fs::write(evil.join("d/passwd"), b"root::0:0::/:/bin/sh\n").unwrap();
+    let evil_tar = env.path().join("evil.tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&evil)
+            .args(["--transform", "s,^d/,escape/,", "-cf"])
+            .arg(&evil_tar)
+            .args(["escape", "d/passwd"]),
+    );
+    import(&env, &evil_tar, "test/evil:1", &[]);
+    std::fs::write(
+        env.path().join("evil.yml"),
+        "kernel:\n  image: test/kernel:1\nonboot:\n  - name: evil\n    image: test/evil:1\n",
+    )
+    .unwrap();
+    let e = run_fail(
+        env.oxkit()
+            .current_dir(env.path())
+            .args(["build", "--dir"])
+            .arg(&out)
+            .arg("evil.yml"),
+    );
+    assert!(
+        e.contains("evil.yml:5:12: onboot[0] \"evil\": image docker.io/test/evil:1: layer sha256:")
+            && e.contains("entry \"escape/passwd\": refused: it would be written through the symbolic link /escape -> /etc"),
+        "{e}"
+    );
+    // Nothing but what was there.
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["keep"]);
+
+    // Usage mistakes exit 2 (clap) or 1 with LinuxKit's rules.
+    let e = run_fail(
+        env.oxkit()
+            .args(["build", "-f", "tar,kernel+initrd", "x.yml"]),
+    );
+    assert!(e.contains("format tar must be the only format"), "{e}");
+    let e = run_fail(env.oxkit().args(["build", "-f", "iso-bios", "x.yml"]));
+    assert!(e.contains("unknown format \"iso-bios\""), "{e}");
+    let e = run_fail(
+        env.oxkit()
+            .args(["build", "-f", "kernel+initrd", "-o", "x", "x.yml"]),
+    );
+    assert!(
+        e.contains("-o cannot be given for format kernel+initrd"),
+        "{e}"
+    );
+}
+
+/// cosign with its own HOME and TUF root, offline.
+fn cosign(env: &Env, password: &str) -> Command {
+    let home = env.path().join("cosign-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(require_tool("cosign"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("TUF_ROOT", home.join("tuf"))
+        .env("COSIGN_PASSWORD", password)
+        .current_dir(env.path());
+    cmd
+}
+
+#[test]
+fn trust_policy_is_enforced_against_registry_signatures() {
+    let env = Env::new();
+    let reg = Registry::start();
+    let rootfs = busybox_rootfs(&host_arch());
+    let signed = format!("{}/trusted/app:1", reg.host());
+    let unsigned = format!("{}/trusted/plain:1", reg.host());
+    let local = format!("{}/trusted/local:1", reg.host());
+    for r in [&signed, &unsigned, &local] {
+        import(&env, &rootfs, r, &["--cmd", "/bin/sh"]);
+    }
+    run_ok(
+        env.oxkit()
+            .args(["cache", "push"])
+            .arg(&signed)
+            .arg(&unsigned),
+    );
+    run_ok(cosign(&env, "pw").arg("generate-key-pair"));
+    run_ok(cosign(&env, "pw").args(["generate-key-pair", "--output-key-prefix", "other"]));
+    run_ok(cosign(&env, "pw").args([
+        "sign",
+        "--key",
+        "cosign.key",
+        "--tlog-upload=false",
+        "--allow-http-registry",
+        "-y",
+        &signed,
+    ]));
+    let build = |name: &str, image: &str, key: &str, extra: &[&str]| {
+        let yml = env.path().join(format!("{name}.yml"));
+        std::fs::write(
+            &yml,
+            format!(
+                "onboot:\n  - name: app\n    image: {image}\ntrust:\n  keys:\n    vendor: {key}\n  rules:\n    - match: \"{}/trusted/*\"\n      keys: [vendor]\n",
+                reg.host()
+            ),
+        )
+        .unwrap();
+        let mut cmd = env.oxkit();
+        cmd.args(["build", "-f", "tar", "--dir"])
+            .arg(env.path().join("out"))
+            .args(extra)
+            .arg(&yml);
+        cmd
+    };
+    // Signed with the key the policy names: builds.
+    run_ok(&mut build("ok", &signed, "cosign.pub", &[]));
+    // Signed, but not with the required key: refused, naming image, digest and key.
+    let e = run_fail(&mut build("wrongkey", &signed, "other.pub", &[]));
+    assert!(
+        e.contains(&format!(
+            "wrongkey.yml:3:12: onboot[0] \"app\": image {signed} (sha256:"
+        )) && e.contains("not signed by vendor")
+            && e.contains("wrongkey.yml:8:7"),
+        "{e}"
+    );
+    // Not signed at all.
+    let e = run_fail(&mut build("unsigned", &unsigned, "cosign.pub", &[]));
+    assert!(
+        e.contains("not signed by vendor (no signatures found)"),
+        "{e}"
+    );
+    // Only in the store: nothing vouches for it.
+    let e = run_fail(&mut build("local", &local, "cosign.pub", &[]));
+    assert!(
+        e.contains(&format!("image {local} (sha256:"))
+            && e.contains("cannot read it from its registry"),
+        "{e}"
+    );
+    // --no-verify builds, and says loudly what it did not check.
+    let out = build("local", &local, "cosign.pub", &["--no-verify"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "warning: --no-verify: NOT checking the signatures of {local} (sha256:"
+        )),
+        "{err}"
+    );
+}
+
+/// The whole point: the kernel+initrd output boots. Debian's cloud kernel (with its real
+/// modules tarball) as a LinuxKit kernel image, a busybox init image with hard links, and a
+/// files entry as /init, booted under QEMU by `oxkit run qemu`.
+#[test]
+fn built_kernel_initrd_boots_in_qemu() {
+    require_tool("qemu-system-x86_64");
+    let arch = host_arch();
+    if arch != "amd64" {
+        return; // The boot matrix lives in vm.rs; here the host's kernel suffices.
+    }
+    let env = Env::new();
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let kdir = tmp.join(format!("kernel-{arch}"));
+    run_ok(
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fetch-kernel.sh"))
+            .args([arch.as_str(), &kdir.to_string_lossy()])
+            .env("OXKIT_KERNEL_CACHE", tmp.join("kernel-debs")),
+    );
+    let kimage = env.path().join("kimage");
+    std::fs::create_dir_all(&kimage).unwrap();
+    std::fs::copy(kdir.join("vmlinuz"), kimage.join("kernel")).unwrap();
+    std::fs::copy(kdir.join("kernel.tar"), kimage.join("kernel.tar")).unwrap();
+    import(&env, &kimage, "test/kernel:boot", &[]);
+
+    // busybox plus a hard-linked pair (the initrd keeps them linked).
+    let root = env.path().join("initroot");
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(busybox_rootfs(&arch))
+            .arg(&root),
+    );
+    std::fs::write(root.join("bin/hl1"), b"linked").unwrap();
+    std::fs::hard_link(root.join("bin/hl1"), root.join("bin/hl2")).unwrap();
+    import(&env, &root, "test/init:boot", &[]);
+    let yml = env.path().join("boot.yml");
+    std::fs::write(
+        &yml,
+        "kernel:\n  image: test/kernel:boot\n  cmdline: quiet\ninit:\n  - test/init:boot\n\
+         files:\n  - path: init\n    mode: \"0755\"\n    contents: |\n      #!/bin/sh\n      \
+         /bin/busybox mount -t proc proc /proc\n      \
+         echo \"OXKIT-BOOT mods=$(/bin/busybox find /lib/modules -name '*.ko' | /bin/busybox wc -l) \
+         hl=$(/bin/busybox cat /bin/hl2) same=$(test /bin/hl1 -ef /bin/hl2 && echo yes) \
+         cmdline=$(/bin/busybox cat /proc/cmdline)\"\n      /bin/busybox poweroff -f\n",
+    )
+    .unwrap();
+    let out = env.path().join("out");
+    run_ok(env.oxkit().args(["build", "--dir"]).arg(&out).arg(&yml));
+    let booted = env
+        .oxkit()
+        .args(["run", "qemu", "--timeout", "120s"])
+        .arg(out.join("boot"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let console = String::from_utf8_lossy(&booted.stdout);
+    let line = console
+        .lines()
+        .find(|l| l.contains("OXKIT-BOOT"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no marker:\n{console}\n{}",
+                String::from_utf8_lossy(&booted.stderr)
+            )
+        });
+    let mods: u32 = line
+        .split("mods=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(mods > 100, "{line}");
+    assert!(line.contains("hl=linked same=yes"), "{line}");
+    assert!(line.contains("cmdline=quiet"), "{line}");
+}

@@ -1,0 +1,490 @@
+//! Publishing one package, as `linuxkit pkg build --push` does: find which `TAG-ARCH` images
+//! the registry already has ([`Publisher::plan`]: those are not built or pushed again), then
+//! ([`Publisher::publish`]) push each missing architecture's image from the store as
+//! `ORG/IMAGE:TAG-ARCH`, merge the index `TAG` (see the `index` module), copy it to a release
+//! tag when asked, and sign every architecture's manifest and the index.
+//!
+//! Blobs of all architectures go up in one batch (the client uploads several at once and skips
+//! what the registry has); manifests follow, children before the manifests naming them.
+//! Building is the caller's business (between `plan` and `publish`); this module never builds.
+
+use std::collections::BTreeMap;
+
+use oxkit_registry::{BlobSource, BlobUpload, Pushed};
+use oxkit_source::Package;
+use oxkit_spec::{Digest, Platform, Reference};
+use oxkit_store::Store;
+use oxkit_store::oci::{Descriptor, DocumentKind, media_type as mt, sniff};
+
+use crate::error::{PublishError, Result};
+use crate::index::{ArchImage, IndexOutcome, Start, publish_index, publish_release};
+use crate::remote::{Remote, put_after_blobs, retag};
+use crate::signing::{
+    ANNOTATION_PACKAGE_COMMIT, ANNOTATION_PACKAGE_HASH, KeySource, SignOutcome, sign_all,
+    sign_digest,
+};
+use crate::{EventSink, PublishEvent, Publisher};
+
+/// How to publish (the `pkg push` flags).
+#[derive(Default, Clone, Copy)]
+pub struct PushOptions<'a> {
+    /// Also publish the index as `ORG/IMAGE:NAME` (and `NAME-ARCH`).
+    pub release: Option<&'a str>,
+    /// Sign with this key; `None` does not sign. The private key is asked for after the
+    /// blobs are uploaded and before any manifest is, so it can be decrypted meanwhile and a
+    /// key that cannot be unlocked stops the push before anything is tagged.
+    pub key: Option<&'a dyn KeySource>,
+}
+
+/// Which of a package's architectures the registry has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePlan {
+    /// `ORG/IMAGE:TAG`.
+    pub name: String,
+    /// Architectures whose `TAG-ARCH` exists: neither built nor pushed.
+    pub present: Vec<(Platform, Descriptor)>,
+    /// Architectures to build (if the store lacks them) and push.
+    pub missing: Vec<Platform>,
+}
+
+/// One architecture's image as published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchReport {
+    pub platform: Platform,
+    /// `ORG/IMAGE:TAG-ARCH`.
+    pub reference: String,
+    pub digest: Digest,
+    /// Pushed by this run (false: the registry had it).
+    pub pushed: bool,
+}
+
+/// What publishing a package did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageReport {
+    pub name: String,
+    pub arches: Vec<ArchReport>,
+    pub index: IndexOutcome,
+    /// The release tag written, and the index digest it names.
+    pub release: Option<(String, Digest)>,
+    /// Signatures checked or added (empty when not signing).
+    pub signatures: Vec<SignOutcome>,
+    /// Blobs uploaded (bytes sent), and blobs the registry had.
+    pub uploaded: usize,
+    pub uploaded_bytes: u64,
+    pub existing: usize,
+    /// Manifests put (architecture images and the children they name; not the index).
+    pub manifests: usize,
+}
+
+impl PackageReport {
+    /// Whether this run changed nothing in the registry.
+    pub fn nothing_pushed(&self) -> bool {
+        self.uploaded == 0
+            && self.manifests == 0
+            && !self.index.written
+            && self.signatures.iter().all(|s| !s.added)
+    }
+}
+
+impl Publisher<'_> {
+    /// Refuses dirty packages (sources differ from the commit), as LinuxKit does, unless the
+    /// user said `--force-dirty`: then the package is pushed under its `-dirty-XXXXXXX` tag,
+    /// which can never collide with a clean build's. Call it before building.
+    /// A release (`--release NAME`) of a dirty package is always refused, as in LinuxKit.
+    pub fn check_pushable(&self, pkg: &Package, force_dirty: bool, release: bool) -> Result<()> {
+        if pkg.dirty && (release || !force_dirty) {
+            return Err(PublishError::Dirty {
+                name: pkg.name(),
+                dir: pkg.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Which of `platforms` the registry already has as `TAG-ARCH` (checked in parallel).
+    pub fn plan(&self, pkg: &Package, platforms: &[Platform]) -> Result<RemotePlan> {
+        plan(self.client, pkg, platforms)
+    }
+
+    /// Pushes the missing architectures of `plan` from the store, merges the index, releases
+    /// and signs. Every missing architecture must be in the store as `ORG/IMAGE:TAG-ARCH`.
+    pub fn publish(
+        &self,
+        pkg: &Package,
+        plan: &RemotePlan,
+        opts: &PushOptions<'_>,
+    ) -> Result<PackageReport> {
+        publish(self.client, self.store, self.events, pkg, plan, opts)
+    }
+}
+
+pub(crate) fn plan(
+    remote: &dyn Remote,
+    pkg: &Package,
+    platforms: &[Platform],
+) -> Result<RemotePlan> {
+    let found: Vec<Result<Option<Descriptor>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = platforms
+            .iter()
+            .map(|p| {
+                s.spawn(move || {
+                    let r = pkg.arch_reference(p.arch())?;
+                    // GET rather than HEAD: manifests are small, and a refusal then carries
+                    // the registry's own message (a HEAD answer has no body).
+                    remote
+                        .get(&r)
+                        .map(|m| m.map(|m| m.descriptor()))
+                        .map_err(PublishError::registry(format!("check {r}")))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(PublishError::Reference {
+                        reference: pkg.name(),
+                        reason: "a registry check panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut present = Vec::new();
+    let mut missing = Vec::new();
+    for (p, f) in platforms.iter().zip(found) {
+        match f? {
+            Some(d) if mt::is_manifest(&d.media_type) => present.push((p.clone(), d)),
+            _ => missing.push(p.clone()),
+        }
+    }
+    Ok(RemotePlan {
+        name: pkg.name(),
+        present,
+        missing,
+    })
+}
+
+/// The payload annotations for a package's signatures.
+pub(crate) fn package_annotations(pkg: &Package) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::from([(ANNOTATION_PACKAGE_HASH.to_string(), pkg.hash.clone())]);
+    if let Some(c) = pkg.commit.as_ref().filter(|_| !pkg.dirty) {
+        a.insert(ANNOTATION_PACKAGE_COMMIT.to_string(), c.clone());
+    }
+    a
+}
+
+/// An architecture's image in the store and where it goes.
+struct LocalImage {
+    platform: Platform,
+    remote: Reference,
+    top: Descriptor,
+}
+
+fn is_document(store: &Store, d: &Descriptor) -> Result<bool> {
+    if mt::is_index(&d.media_type) || mt::is_manifest(&d.media_type) {
+        return Ok(true);
+    }
+    if d.media_type.ends_with("+json") && !mt::is_config(&d.media_type) && d.size < (4 << 20) {
+        let bytes = store
+            .read_blob(&d.digest)
+            .map_err(PublishError::store(format!("read {}", d.digest)))?;
+        return Ok(matches!(
+            sniff(&bytes),
+            DocumentKind::Index | DocumentKind::Manifest
+        ));
+    }
+    Ok(false)
+}
+
+/// The media type to put a manifest with: its own `mediaType`, else the descriptor's.
+fn document_media_type(bytes: &[u8], d: &Descriptor) -> String {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(bytes)
+        .ok()
+        .and_then(|p| p.media_type)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| d.media_type.clone())
+}
+
+#[derive(Default)]
+struct Counts {
+    uploaded: usize,
+    uploaded_bytes: u64,
+    existing: usize,
+    manifests: usize,
+}
+
+/// Pushes store images to their remote references: every blob in one batch, then (after
+/// `before_manifests` agrees) the manifests, children first.
+fn push_images(
+    remote: &dyn Remote,
+    store: &Store,
+    images: &[LocalImage],
+    before_manifests: &dyn Fn() -> Result<()>,
+) -> Result<Counts> {
+    let mut counts = Counts::default();
+    let Some(first) = images.first() else {
+        return Ok(counts);
+    };
+    let mut uploads: Vec<BlobUpload> = Vec::new();
+    let mut docs: Vec<(usize, Descriptor)> = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        let blobs = store
+            .image_blobs(&img.top)
+            .map_err(PublishError::store(format!(
+                "read {} from the store",
+                img.remote
+            )))?;
+        for d in blobs {
+            if is_document(store, &d)? {
+                docs.push((i, d));
+                continue;
+            }
+            if mt::is_non_distributable(&d.media_type)
+                || uploads.iter().any(|u| u.digest == d.digest)
+            {
+                continue;
+            }
+            uploads.push(BlobUpload {
+                digest: d.digest.clone(),
+                size: d.size,
+                source: BlobSource::File(store.blob_path(&d.digest)),
+                mount_from: Vec::new(),
+            });
+        }
+    }
+    let outcomes = remote
+        .push_blobs(&first.remote, &uploads)
+        .map_err(PublishError::registry(format!(
+            "upload the blobs of {}",
+            first.remote.name()
+        )))?;
+    for (u, o) in uploads.iter().zip(&outcomes) {
+        match o {
+            Pushed::Transferred => {
+                counts.uploaded += 1;
+                counts.uploaded_bytes += u.size;
+            }
+            Pushed::Mounted | Pushed::AlreadyThere => counts.existing += 1,
+        }
+    }
+    before_manifests()?;
+    // `image_blobs` lists parents first: reversed, each manifest follows what it names.
+    for (i, d) in docs.iter().rev() {
+        let img = &images[*i];
+        let bytes = store
+            .read_blob(&d.digest)
+            .map_err(PublishError::store(format!("read {}", d.digest)))?;
+        let target = if d.digest == img.top.digest {
+            img.remote.clone()
+        } else {
+            img.remote.without_tag().with_digest(d.digest.clone())
+        };
+        put_after_blobs(
+            remote,
+            &target,
+            &document_media_type(&bytes, d),
+            &bytes,
+            &uploads,
+        )
+        .map_err(PublishError::registry(format!("push {target}")))?;
+        counts.manifests += 1;
+    }
+    Ok(counts)
+}
+
+/// The index, the release and the index's signature.
+struct IndexStep {
+    index: IndexOutcome,
+    release: Option<(String, Digest)>,
+    signature: Option<SignOutcome>,
+}
+
+fn index_step(
+    remote: &dyn Remote,
+    events: &dyn EventSink,
+    pkg: &Package,
+    ours: &[ArchImage],
+    opts: &PushOptions<'_>,
+    signed_already: &[Digest],
+    annotations: &BTreeMap<String, String>,
+) -> Result<IndexStep> {
+    let index = publish_index(
+        remote,
+        pkg.reference(),
+        ours,
+        &pkg.spec.platforms(),
+        Start::TrustComplete,
+        events,
+    )?;
+    let release = match opts.release {
+        Some(name) => {
+            let rel = retag(pkg.reference(), name)?;
+            let d = publish_release(remote, pkg.reference(), &rel, &index, events)?;
+            Some((rel.to_string(), d))
+        }
+        None => None,
+    };
+    let signature = match opts.key {
+        Some(key) if !signed_already.contains(&index.digest) => Some(sign_digest(
+            remote,
+            pkg.reference(),
+            &index.digest,
+            key,
+            annotations,
+            events,
+        )?),
+        _ => None,
+    };
+    Ok(IndexStep {
+        index,
+        release,
+        signature,
+    })
+}
+
+pub(crate) fn publish(
+    remote: &dyn Remote,
+    store: &Store,
+    events: &dyn EventSink,
+    pkg: &Package,
+    plan: &RemotePlan,
+    opts: &PushOptions<'_>,
+) -> Result<PackageReport> {
+    let _lease = store.lease().map_err(PublishError::store(
+        "lock the store against garbage collection",
+    ))?;
+    let mut images = Vec::new();
+    for p in &plan.missing {
+        let r = pkg.arch_reference(p.arch())?;
+        let top = store
+            .resolve(&r)
+            .map_err(PublishError::store(format!("look up {r}")))?
+            .ok_or_else(|| PublishError::NotInStore {
+                reference: r.to_string(),
+                store: store.root().to_path_buf(),
+            })?;
+        if !mt::is_manifest(&top.media_type) {
+            return Err(PublishError::NotInStore {
+                reference: format!(
+                    "{r} (it is {}, not one architecture's image)",
+                    top.media_type
+                ),
+                store: store.root().to_path_buf(),
+            });
+        }
+        images.push(LocalImage {
+            platform: p.clone(),
+            remote: r,
+            top,
+        });
+    }
+    // Nothing becomes visible until the key (decrypted meanwhile, perhaps) is unlocked.
+    let key_ready = || match opts.key {
+        Some(k) => k.signing_key().map(|_| ()).map_err(PublishError::Key),
+        None => Ok(()),
+    };
+    let counts = push_images(remote, store, &images, &key_ready)?;
+    let mut arches = Vec::new();
+    let mut ours = Vec::new();
+    for img in &images {
+        events.event(PublishEvent::ArchPushed {
+            reference: img.remote.to_string(),
+            digest: img.top.digest.clone(),
+        });
+        arches.push(ArchReport {
+            platform: img.platform.clone(),
+            reference: img.remote.to_string(),
+            digest: img.top.digest.clone(),
+            pushed: true,
+        });
+        ours.push(ArchImage {
+            arch: img.platform.arch().to_string(),
+            descriptor: Descriptor::new(
+                img.top.media_type.clone(),
+                img.top.digest.clone(),
+                img.top.size,
+            )
+            .with_platform(img.platform.clone()),
+        });
+    }
+    for (p, d) in &plan.present {
+        let r = pkg.arch_reference(p.arch())?;
+        arches.push(ArchReport {
+            platform: p.clone(),
+            reference: r.to_string(),
+            digest: d.digest.clone(),
+            pushed: false,
+        });
+        ours.push(ArchImage {
+            arch: p.arch().to_string(),
+            descriptor: Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size)
+                .with_platform(p.clone()),
+        });
+    }
+    arches.sort_by(|a, b| a.platform.cmp(&b.platform));
+    let annotations = package_annotations(pkg);
+    let arch_digests: Vec<Digest> = arches.iter().map(|a| a.digest.clone()).collect();
+    // The architectures' signatures do not depend on the index: they are made while it is
+    // merged, and only the index's own signature waits for it.
+    let (step, signatures) = std::thread::scope(|s| {
+        let arch_signing = opts.key.map(|key| {
+            s.spawn(|| {
+                sign_all(
+                    remote,
+                    pkg.reference(),
+                    &arch_digests,
+                    key,
+                    &annotations,
+                    events,
+                )
+            })
+        });
+        let step = index_step(
+            remote,
+            events,
+            pkg,
+            &ours,
+            opts,
+            &arch_digests,
+            &annotations,
+        );
+        let signatures = match arch_signing {
+            Some(h) => h.join().unwrap_or_else(|_| {
+                Err(PublishError::Reference {
+                    reference: pkg.name(),
+                    reason: "signing panicked".into(),
+                })
+            }),
+            None => Ok(Vec::new()),
+        };
+        (step, signatures)
+    });
+    let IndexStep {
+        index,
+        release,
+        signature,
+    } = step?;
+    let mut signatures = signatures?;
+    signatures.extend(signature);
+    Ok(PackageReport {
+        name: pkg.name(),
+        arches,
+        index,
+        release,
+        signatures,
+        uploaded: counts.uploaded,
+        uploaded_bytes: counts.uploaded_bytes,
+        existing: counts.existing,
+        manifests: counts.manifests,
+    })
+}
+
+#[cfg(test)]
+#[path = "push_tests.rs"]
+mod tests;

@@ -1,0 +1,254 @@
+//! Signing what was pushed, cosign's way: a simple-signing payload per image digest (its
+//! `optional` annotations carry the package hash and git commit), appended to the signature
+//! image at `sha256-<hex>.sig` in the image's repository.
+//!
+//! The signature image is shared with every other signer (cosign users, other machines), so
+//! it is read, appended to and written back, never replaced: existing signatures are kept,
+//! and a signature by the same key over the same payload is not added twice. After writing,
+//! it is read again to check that ours is there; another writer that replaced it in between
+//! makes us merge again, with jittered backoff. (Signatures by one key over one payload are
+//! byte-identical, RFC 6979, so two machines publishing one package can never lose each
+//! other's: what either writes contains the other's.)
+//!
+//! A signature already made by the key over the same payload is recognised from the signature
+//! manifest and the public key alone, so a run with nothing new to sign never unlocks the
+//! private key (see [`KeySource`]). Keys are only used through `oxkit-sign`; this module
+//! never sees key bytes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use oxkit_registry::{BlobUpload, RetryPolicy};
+use oxkit_sign::sigimage::SIGNATURE_ANNOTATION;
+use oxkit_sign::{PublicKey, SignatureImage, SigningKey, SimpleSigningPayload, signature_tag};
+use oxkit_spec::{Digest, Reference};
+use oxkit_store::oci::media_type as mt;
+
+use crate::error::{PublishError, Result};
+use crate::remote::{Remote, put_after_blobs, retag};
+use crate::{EventSink, PublishEvent};
+
+/// Payload annotation: the package's source hash.
+pub const ANNOTATION_PACKAGE_HASH: &str = "dev.oxkit.package.hash";
+/// Payload annotation: the git commit the package was built from.
+pub const ANNOTATION_PACKAGE_COMMIT: &str = "dev.oxkit.package.commit";
+
+const MAX_ATTEMPTS: u32 = 10;
+
+/// Where the signing key comes from. Publishing asks for the public key to recognise
+/// signatures made before, and for the private key only when something must be signed: an
+/// implementation may decrypt the key in the background meanwhile, or never.
+pub trait KeySource: Sync {
+    /// The public key (ideally known without unlocking the private key).
+    fn public_key(&self) -> std::result::Result<PublicKey, String>;
+    /// The private key, unlocked (this may wait for it to be decrypted). Errors name the key
+    /// file and say what to do, without key material.
+    fn signing_key(&self) -> std::result::Result<&SigningKey, String>;
+}
+
+impl KeySource for SigningKey {
+    fn public_key(&self) -> std::result::Result<PublicKey, String> {
+        Ok(SigningKey::public_key(self))
+    }
+
+    fn signing_key(&self) -> std::result::Result<&SigningKey, String> {
+        Ok(self)
+    }
+}
+
+/// What signing one digest did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignOutcome {
+    /// `REPO@DIGEST`.
+    pub reference: String,
+    pub digest: Digest,
+    /// The signature tag, `sha256-<hex>.sig`.
+    pub tag: String,
+    /// Whether a signature was added (false: this key had signed it already).
+    pub added: bool,
+    pub attempts: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct ProbeLayer {
+    digest: Digest,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct Probe {
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    layers: Vec<ProbeLayer>,
+}
+
+/// Whether a signature manifest has a layer for `payload` whose signature verifies with
+/// `key`, read from the manifest alone (the payload is ours: its blob need not be fetched).
+fn signed_by(manifest: &[u8], payload: &[u8], key: &PublicKey) -> bool {
+    let Ok(p) = serde_json::from_slice::<Probe>(manifest) else {
+        return false;
+    };
+    let digest = Digest::sha256(payload);
+    p.layers.iter().any(|l| {
+        l.digest == digest
+            && l.annotations
+                .get(SIGNATURE_ANNOTATION)
+                .and_then(|s| STANDARD.decode(s.trim()).ok())
+                .is_some_and(|sig| key.verify(payload, &sig).is_ok())
+    })
+}
+
+/// The simple-signing payload for `digest` in `repo` with `annotations`.
+fn payload(repo: &Reference, digest: &Digest, annotations: &BTreeMap<String, String>) -> Vec<u8> {
+    let mut p = SimpleSigningPayload::new(repo, digest.clone());
+    for (k, v) in annotations {
+        p = p.with_annotation(k.clone(), v.clone());
+    }
+    p.to_bytes()
+}
+
+/// The private key, checked against the public key signatures are recognised with.
+fn unlock<'k>(key: &'k dyn KeySource, public: &PublicKey) -> Result<&'k SigningKey> {
+    let k = key.signing_key().map_err(PublishError::Key)?;
+    if &k.public_key() != public {
+        return Err(PublishError::Key(format!(
+            "the signing key's public half ({}) is not the public key given with it ({}); fix the key pair",
+            k.public_key().hint(),
+            public.hint()
+        )));
+    }
+    Ok(k)
+}
+
+/// Signs `digest` (an image in `repo`'s repository) with `key`, merging into its signature
+/// image. `annotations` go into the payload's `optional` section.
+pub(crate) fn sign_digest(
+    remote: &dyn Remote,
+    repo: &Reference,
+    digest: &Digest,
+    key: &dyn KeySource,
+    annotations: &BTreeMap<String, String>,
+    events: &dyn EventSink,
+) -> Result<SignOutcome> {
+    let repo = repo.without_tag();
+    let tag = signature_tag(digest);
+    let tag_ref = retag(&repo, &tag)?;
+    let image_ref = repo.with_digest(digest.clone());
+    let payload = payload(&repo, digest, annotations);
+    let public = key.public_key().map_err(PublishError::Key)?;
+    let mut signature: Option<Vec<u8>> = None;
+    let policy = RetryPolicy {
+        max_attempts: MAX_ATTEMPTS,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(800),
+    };
+    let outcome = |added: bool, attempts: u32| SignOutcome {
+        reference: image_ref.to_string(),
+        digest: digest.clone(),
+        tag: tag.clone(),
+        added,
+        attempts,
+    };
+    for attempt in 1..=MAX_ATTEMPTS {
+        let current = remote
+            .get(&tag_ref)
+            .map_err(PublishError::registry(format!(
+                "read the signatures of {image_ref}"
+            )))?;
+        let mut image = match &current {
+            Some(m) if signed_by(&m.bytes, &payload, &public) => {
+                return Ok(outcome(attempt > 1, attempt));
+            }
+            Some(m) => SignatureImage::fetch(&m.bytes, |d| remote.get_blob(&repo, &d.digest))
+                .map_err(|source| PublishError::SignatureImage {
+                    reference: image_ref.to_string(),
+                    digest: digest.clone(),
+                    tag: tag.clone(),
+                    error: Box::new(source),
+                })?,
+            None => SignatureImage::new(),
+        };
+        if attempt > 1 {
+            events.event(PublishEvent::SignatureRetry {
+                reference: image_ref.to_string(),
+                attempt,
+            });
+            std::thread::sleep(policy.backoff(attempt));
+        }
+        let signature = match &mut signature {
+            Some(s) => s,
+            None => signature.insert(unlock(key, &public)?.sign(&payload)),
+        };
+        image.append(&payload, signature);
+        // The layers already there have their blobs in the repository: only the new payload
+        // and the new config go up.
+        let present: Vec<Digest> = current
+            .as_ref()
+            .and_then(|m| serde_json::from_slice::<Probe>(&m.bytes).ok())
+            .map(|p| p.layers.into_iter().map(|l| l.digest).collect())
+            .unwrap_or_default();
+        let (manifest, blobs) = image.to_parts();
+        let uploads: Vec<BlobUpload> = blobs
+            .into_iter()
+            .filter(|(d, _)| !present.contains(&d.digest))
+            .map(|(_, bytes)| BlobUpload::from_bytes(bytes))
+            .collect();
+        remote
+            .push_blobs(&tag_ref, &uploads)
+            .map_err(PublishError::registry(format!(
+                "upload the signature of {image_ref}"
+            )))?;
+        let media_type = serde_json::from_slice::<Probe>(&manifest)
+            .ok()
+            .and_then(|p| p.media_type)
+            .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
+        put_after_blobs(remote, &tag_ref, &media_type, &manifest, &uploads).map_err(
+            PublishError::registry(format!("write the signatures of {image_ref}")),
+        )?;
+        // The next round reads it back: that is the check that ours survived.
+    }
+    Err(PublishError::SignatureRace {
+        reference: image_ref.to_string(),
+        tag,
+        key_hint: public.hint(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+/// Signs several digests of one repository at once (each signature image is independent).
+pub(crate) fn sign_all(
+    remote: &dyn Remote,
+    repo: &Reference,
+    digests: &[Digest],
+    key: &dyn KeySource,
+    annotations: &BTreeMap<String, String>,
+    events: &dyn EventSink,
+) -> Result<Vec<SignOutcome>> {
+    let results: Vec<Result<SignOutcome>> = std::thread::scope(|s| {
+        let handles: Vec<_> = digests
+            .iter()
+            .map(|d| s.spawn(move || sign_digest(remote, repo, d, key, annotations, events)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(digests)
+            .map(|(h, d)| {
+                h.join().unwrap_or_else(|_| {
+                    Err(PublishError::Reference {
+                        reference: format!("{}@{d}", repo.name()),
+                        reason: "signing panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+#[cfg(test)]
+#[path = "signing_tests.rs"]
+mod tests;
