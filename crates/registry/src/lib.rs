@@ -22,7 +22,9 @@ mod tls;
 pub mod transfer;
 mod verify;
 
-pub use client::{BlobSource, BlobUpload, Client, ClientOptions, Manifest, Progress, Pushed};
+pub use client::{
+    BlobSource, BlobUpload, Client, ClientOptions, Downloaded, Manifest, Progress, Pushed,
+};
 pub use credentials::{
     CredentialSource, Credentials, DockerConfig, FixedCredentials, HelperRunner, StoredIn,
 };

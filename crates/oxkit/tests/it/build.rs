@@ -626,3 +626,121 @@ fn base_images_missing_from_the_store_are_pulled_from_their_registry() {
     assert_eq!(std::fs::read_to_string(root.join("p")).unwrap(), "pulled\n");
     assert!(root.join("bin/busybox").is_file());
 }
+
+/// The manifest digest `name` (familiar) has in the store's `index.json`.
+fn stored_manifest(store: &Path, name: &str) -> String {
+    let index = blob_json_path(&store.join("index.json"));
+    let want = canonical(name);
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == want.as_str())
+        .unwrap_or_else(|| panic!("{want} not in the store"))["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn blob_json_path(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// `ADD https://...` downloads through the same TLS setup as the registry client (a private
+/// CA in certs.d), only when the package allows the network, checks `--checksum`, and gives
+/// the file Docker's mode 0600; a missing URL or a wrong checksum fails at its line.
+#[test]
+fn add_downloads_urls_when_the_network_is_allowed() {
+    let reg = crate::support::Registry::start_with(crate::support::RegistryOpts {
+        tls: true,
+        ..Default::default()
+    });
+    let env = Env::new();
+    crate::registry::trust(&env, &reg);
+    let local = import_busybox(&env, "amd64");
+    // The registry serves blobs by plain GET: a real HTTPS file server with a private CA.
+    let remote = format!("{}/test/files:1", reg.host());
+    run_ok(
+        env.oxkit()
+            .args(["cache", "push", "--remote-name", &remote, &local]),
+    );
+    let manifest = stored_manifest(&env.store(), &local);
+    let config = blob_json(&env.store(), &manifest)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let want = std::fs::read(
+        env.store()
+            .join("blobs/sha256")
+            .join(config.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let url = format!("{}/v2/test/files/blobs/{config}", reg.url());
+    let df = |extra: &str| {
+        format!(
+            "FROM {local}\nADD --checksum={config} {url} /dl/config.json\nADD {url} /dl/\n{extra}"
+        )
+    };
+
+    // Without `network: true` the download is refused before anything is fetched.
+    let offline = package(
+        &env,
+        "offline",
+        "image: offline\norg: test\narches: [amd64]\n",
+        &[("Dockerfile", &df(""))],
+    );
+    let err = run_fail(env.oxkit().args(["pkg", "build"]).arg(&offline));
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("network: true"), "{err}");
+
+    let online = package(
+        &env,
+        "online",
+        "image: online\norg: test\narches: [amd64]\nnetwork: true\n",
+        &[("Dockerfile", &df(""))],
+    );
+    let report = build_json(&env, &[online.to_str().unwrap()]);
+    let root = unpack(
+        &env.store(),
+        arch(&report, "amd64")["name"].as_str().unwrap(),
+        &env.path().join("u"),
+    );
+    let got = root.join("dl/config.json");
+    assert_eq!(std::fs::read(&got).unwrap(), want);
+    assert_eq!(
+        std::fs::metadata(&got).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    // Into a directory, the file is named after the URL's last segment.
+    assert_eq!(std::fs::read(root.join("dl").join(&config)).unwrap(), want);
+
+    // A wrong checksum and a missing URL both fail at their line and store nothing.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let bad = package(
+        &env,
+        "badsum",
+        "image: badsum\norg: test\narches: [amd64]\nnetwork: true\n",
+        &[(
+            "Dockerfile",
+            &format!("FROM {local}\nRUN true\nADD --checksum={wrong} {url} /x\n"),
+        )],
+    );
+    let err = run_fail(env.oxkit().args(["pkg", "build"]).arg(&bad));
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    assert!(err.contains("checksum") && err.contains(&wrong), "{err}");
+    nothing_stored(&env, "test/badsum");
+    let missing_url = format!("{}/v2/test/files/blobs/{wrong}", reg.url());
+    let missing = package(
+        &env,
+        "missing",
+        "image: missing\norg: test\narches: [amd64]\nnetwork: true\n",
+        &[(
+            "Dockerfile",
+            &format!("FROM {local}\nADD {missing_url} /x\n"),
+        )],
+    );
+    let err = run_fail(env.oxkit().args(["pkg", "build"]).arg(&missing));
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    assert!(err.contains("404") && err.contains(&wrong), "{err}");
+    nothing_stored(&env, "test/missing");
+}

@@ -43,7 +43,7 @@ fn run_with_stdin(cmd: &mut Command, input: &str) -> (Option<i32>, String, Strin
 }
 
 /// Trusts the registry's CA the way users do: `~/.config/oxkit/certs.d/HOST/ca.crt`.
-fn trust(env: &Env, reg: &Registry) {
+pub(crate) fn trust(env: &Env, reg: &Registry) {
     let dir = env.home().join(".config/oxkit/certs.d").join(reg.host());
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(reg.ca_cert(), dir.join("ca.crt")).unwrap();

@@ -8,6 +8,7 @@
 //! binary hands in every path and option.
 
 mod blob;
+mod download;
 mod http;
 mod manifest;
 mod source;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use oxkit_spec::{Digest, Reference};
 use reqwest::Url;
 
+pub use download::Downloaded;
 pub use manifest::Manifest;
 pub use source::BlobSource;
 pub use upload::{BlobUpload, Pushed};

@@ -18,7 +18,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use oxkit_builder::{
     BuildEvent, BuildOptions, Compression, EventSink, ImageSource, PackageBuilder, PackageReport,
-    ServiceError, parse_build_arg_file,
+    ServiceError, UrlFetcher, parse_build_arg_file,
 };
 use oxkit_registry::transfer::{self, Platforms};
 use oxkit_sandbox::NamespaceSandbox;
@@ -176,12 +176,15 @@ pub fn run(
     let images = RegistryImages {
         registry: args.registry.clone(),
     };
+    let downloads = UrlDownloads {
+        registry: args.registry.clone(),
+    };
     let progress = Progress::new(printer, global.verbose > 0);
     let builder = PackageBuilder {
         store: &store,
         sandbox: &sandbox,
         images: Some(&images),
-        urls: None,
+        urls: Some(&downloads),
         events: &progress,
     };
     let mut reports = Vec::new();
@@ -333,6 +336,21 @@ impl ImageSource for RegistryImages {
             &reference,
             &Platforms::Only(vec![platform.clone()]),
         )?;
+        Ok(())
+    }
+}
+
+/// `ADD https://...` sources, downloaded with the registry client's TLS setup (system roots
+/// plus `certs.d/HOST/ca.crt`) and retries. The builder only asks when the package allows
+/// the network.
+struct UrlDownloads {
+    registry: RegistryArgs,
+}
+
+impl UrlFetcher for UrlDownloads {
+    fn fetch(&self, url: &str, out: &mut dyn std::io::Write) -> Result<(), ServiceError> {
+        let client = client(&self.registry, None).map_err(|e| -> ServiceError { e.into() })?;
+        client.download(url, out)?;
         Ok(())
     }
 }
