@@ -91,7 +91,7 @@ impl Publisher<'_> {
     /// user said `--force-dirty`: then the package is pushed under its `-dirty-XXXXXXX` tag,
     /// which can never collide with a clean build's. Call it before building.
     /// A release (`--release NAME`) of a dirty package is always refused, as in LinuxKit.
-    pub fn check_pushable(&self, pkg: &Package, force_dirty: bool, release: bool) -> Result<()> {
+    pub fn check_pushable(pkg: &Package, force_dirty: bool, release: bool) -> Result<()> {
         if pkg.dirty && (release || !force_dirty) {
             return Err(PublishError::Dirty {
                 name: pkg.name(),

@@ -113,22 +113,14 @@ fn refusals_name_the_package() {
     let mut pkg = package(&tmp.path().join("pkg"), "reg.example/me", &["amd64"]);
     let store = store_with(tmp.path(), &pkg, &[]);
     let fake = Fake::default();
-    let client = oxkit_registry::Client::new(oxkit_registry::ClientOptions::default());
-    let publisher = Publisher {
-        client: &client,
-        store: &store,
-        events: &NoEvents,
-    };
-    publisher.check_pushable(&pkg, false, true).unwrap();
+    Publisher::check_pushable(&pkg, false, true).unwrap();
     pkg.dirty = true;
-    publisher.check_pushable(&pkg, true, false).unwrap();
-    let e = publisher
-        .check_pushable(&pkg, false, false)
+    Publisher::check_pushable(&pkg, true, false).unwrap();
+    let e = Publisher::check_pushable(&pkg, false, false)
         .unwrap_err()
         .to_string();
     assert!(e.contains("--force-dirty"), "{e}");
-    let e = publisher
-        .check_pushable(&pkg, true, true)
+    let e = Publisher::check_pushable(&pkg, true, true)
         .unwrap_err()
         .to_string();
     assert!(

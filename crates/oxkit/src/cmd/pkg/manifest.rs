@@ -79,6 +79,10 @@ pub fn run(
             None
         }
     };
+    // Decrypt (scrypt) while the registry is asked for the images.
+    if let Some(k) = &key {
+        k.start();
+    }
     let store = Store::open(global.store_dir()?)?;
     let client = client(&args.registry, Some(Arc::new(Uploads::default())))?;
     let events = Lines(printer);

@@ -95,7 +95,7 @@ impl PublishArgs {
     }
 }
 
-/// A signing key that is decrypted only when something must be signed, in the background
+/// A signing key decrypted in the background from the start of a push
 /// (cosign's scrypt takes a large part of a second), so uploads and the decryption overlap.
 /// Its public key comes from the `.pub` beside it (cosign's `PREFIX.key`/`PREFIX.pub`) when
 /// there is one, so signatures made before are recognised without decrypting at all.
@@ -385,6 +385,21 @@ pub fn run(
     for path in &args.paths {
         packages.push(resolver.resolve(path)?);
     }
+    // Refuse before anything is built, pushed or unlocked.
+    for pkg in &packages {
+        Publisher::check_pushable(pkg, flags.force_dirty, args.publish.release.is_some())?;
+    }
+    let key = if args.dry_run {
+        None
+    } else {
+        args.publish.signing_key(printer)?
+    };
+    // Decrypting a cosign key (scrypt) costs a fixed part of a second of CPU: it starts now,
+    // while the store is opened, the registry contacted and the blobs uploaded. If nothing
+    // turns out to need signing, the work is simply dropped at exit.
+    if let Some(k) = &key {
+        k.start();
+    }
     let store = Store::open(global.store_dir()?)?;
     let uploads = Arc::new(Uploads::default());
     let client = client(&args.registry, Some(uploads.clone()))?;
@@ -393,15 +408,6 @@ pub fn run(
         client: &client,
         store: &store,
         events: &events,
-    };
-    // Refuse before anything is built, pushed or unlocked.
-    for pkg in &packages {
-        publisher.check_pushable(pkg, flags.force_dirty, args.publish.release.is_some())?;
-    }
-    let key = if args.dry_run {
-        None
-    } else {
-        args.publish.signing_key(printer)?
     };
     let opts = PushOptions {
         release: args.publish.release.as_deref(),
@@ -447,10 +453,6 @@ pub fn run(
             continue;
         }
         if !plan.missing.is_empty() {
-            // New images will need signing: decrypt while building and uploading.
-            if let Some(k) = &key {
-                k.start();
-            }
             build_missing(global, printer, flags, &args, pkg, &plan.missing)
                 .with_context(|| format!("cannot build {} before pushing it", pkg.name()))?;
         }
