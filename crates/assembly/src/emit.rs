@@ -4,8 +4,8 @@
 //! temporary file.
 //!
 //! Order, fixed by the tree and therefore reproducible: every directory, symlink, device and
-//! FIFO in path order (parents before children); then regular files with content in memory
-//! or on the host, in path order; then files from layers, layer by layer in build order, in
+//! FIFO in path order (parents before children); then regular files with content in memory,
+//! on the host or in a store blob, in path order; then files from layers, layer by layer in build order, in
 //! each layer's own order. Hard links are written as groups, names in path order.
 
 use std::collections::{BTreeMap, HashMap};
@@ -126,6 +126,37 @@ pub(crate) fn emit(a: &Assembly, store: &Store, sink: &mut dyn Sink, scratch: &P
                     });
                 }
                 sink.file(&paths, &inode.meta, inode.size, &mut f)?;
+            }
+            Content::Blob(digest) => {
+                let mut blob = store.open_blob(digest)?;
+                if blob.size() != inode.size {
+                    return Err(Error::Input {
+                        message: format!(
+                            "blob {digest} changed in the store during the build ({} bytes, was {}); build again",
+                            blob.size(),
+                            inode.size
+                        ),
+                    });
+                }
+                sink.file(&paths, &inode.meta, inode.size, &mut blob)?;
+                // The reader checks the digest when it reaches the end: a corrupt blob fails
+                // the build before the output is committed.
+                let mut end = [0u8; 1];
+                match blob.read(&mut end) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        return Err(Error::Input {
+                            message: format!(
+                                "blob {digest} grew in the store during the build; build again"
+                            ),
+                        });
+                    }
+                    Err(e) => {
+                        return Err(Error::Input {
+                            message: format!("blob {digest}: {e}; run oxkit cache fsck"),
+                        });
+                    }
+                }
             }
             Content::Layer { source, ordinal } => {
                 wanted

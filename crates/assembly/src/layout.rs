@@ -8,7 +8,9 @@
 //! 2. `init` images at `/`, each fixed up as LinuxKit does (with `/etc/resolv.conf` a link
 //!    to `/run/resolvconf/resolv.conf`); their APK databases are concatenated when more than
 //!    one image has one.
-//! 3. `volumes`: `/containers/volumes/NAME/{lower,tmp,merged}`, the image (if any) in `lower`.
+//! 3. `volumes`: `/containers/volumes/NAME/{lower,tmp,merged}`, the image (if any) in `lower`:
+//!    unpacked, or for `format: oci` as an OCI image layout (`oci-layout`, `index.json`,
+//!    `blobs/sha256/...`) of the platforms the volume lists.
 //! 4. `onboot`, `onshutdown` (`/containers/SECTION/NNN-NAME`) and `services`
 //!    (`/containers/services/NAME`) bundles: `config.json`, `runtime.json`, and the image in
 //!    `rootfs/` for read-only containers, in `lower/` with empty `tmp/` and `rootfs/` (the
@@ -16,7 +18,8 @@
 //!    already unpacked for an earlier container is not unpacked again: the bundle mounts it.
 //! 5. `files`.
 //!
-//! Content stays where it is (layer entries, host files); see `emit` for the second pass.
+//! Content stays where it is (layer entries, host files, store blobs); see `emit` for the
+//! second pass.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -35,10 +38,32 @@ use crate::config_to_oci::{IdMap, LABEL, config_to_oci, id_numeric, parse_label}
 use crate::error::{Error, Result};
 use crate::flatten::{Applier, FileHook, LayerRef, RESOLV_LINK, flatten, linuxkit_fixups};
 use crate::images::{ImageUse, ResolvedImages, read_image};
-use crate::ocispec::go_json_indent;
+use crate::ocispec::{go_json_indent, go_json_indent_with};
 use crate::tree::{
     Content, Dir, Inode, Inodes, Node, SourceId, dir_mut, lookup, merge, put, split_components,
 };
+
+/// LinuxKit's `oci-layout` file, byte for byte (its Go source's indentation included).
+const OCI_LAYOUT_FILE: &str = "{\n\t\t\"imageLayoutVersion\": \"1.0.0\"\n\t}";
+
+/// A volume layout's `index.json` as LinuxKit writes it: go-containerregistry's
+/// `v1.IndexManifest` and `v1.Descriptor` field order, `json.MarshalIndent` with three spaces.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LayoutIndex {
+    schema_version: u32,
+    media_type: &'static str,
+    manifests: Vec<LayoutEntry>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LayoutEntry {
+    media_type: String,
+    size: u64,
+    digest: String,
+    annotations: BTreeMap<&'static str, String>,
+}
 
 /// The largest APK database read into memory to be merged.
 const MAX_APK_DB: u64 = 64 << 20;
@@ -435,7 +460,7 @@ impl<'a> Builder<'a> {
                         }
                     }
                     Content::Inline(b) => dbs.push(b.to_vec()),
-                    Content::Host(_) => {}
+                    Content::Host(_) | Content::Blob(_) => {}
                 }
             }
             linuxkit_fixups(&mut tree, &mut self.inodes, Some(RESOLV_LINK), self.epoch);
@@ -463,11 +488,10 @@ impl<'a> Builder<'a> {
                 return Ok(());
             };
             if v.format == Some(VolumeFormat::Oci) {
-                return Err(Error::Entry {
-                    loc: v.loc.clone(),
-                    what,
-                    message: "format: oci volumes are not supported by oxkit yet; use the default filesystem format".into(),
-                });
+                self.oci_layout(&format!("{base}/lower"), u)?;
+                self.mkdirs(&format!("{base}/tmp"));
+                self.mkdirs(&format!("{base}/merged"));
+                return Ok(());
             }
             let (mut tree, _) = self.flatten(u, &mut |_, _, _, _| Ok(()))?;
             linuxkit_fixups(&mut tree, &mut self.inodes, Some(RESOLV_LINK), self.epoch);
@@ -475,6 +499,111 @@ impl<'a> Builder<'a> {
         }
         self.mkdirs(&format!("{base}/tmp"));
         self.mkdirs(&format!("{base}/merged"));
+        Ok(())
+    }
+
+    /// LinuxKit's `ImageOCITar`: the image of a `format: oci` volume as an OCI image layout
+    /// at `dir`. `index.json` names one image, with the reference as its
+    /// `org.opencontainers.image.ref.name`: the store's index as it is when every platform is
+    /// wanted, else a new index over the chosen platforms' manifests (LinuxKit keeps the whole
+    /// index there, naming manifests it leaves out); a single-platform image is named itself.
+    /// Blobs stay in the store until the output is written.
+    fn oci_layout(&mut self, dir: &str, u: &ImageUse) -> Result<()> {
+        let image_err = |source: oxkit_store::Error| Error::Image {
+            loc: u.loc.clone(),
+            what: u.what.clone(),
+            reference: u.reference.to_string(),
+            cause: Box::new(source),
+        };
+        let images = self.images;
+        let l = images.layout(&u.what).ok_or_else(|| Error::Entry {
+            loc: u.loc.clone(),
+            what: u.what.clone(),
+            message: format!("image {} was not resolved", u.reference),
+        })?;
+        let store = self.store;
+        // Blobs by digest (each once): their size, and the bytes of the one made here.
+        let mut blobs: BTreeMap<Digest, (u64, Option<Vec<u8>>)> = BTreeMap::new();
+        let add_image = |d: &Descriptor,
+                         blobs: &mut BTreeMap<Digest, (u64, Option<Vec<u8>>)>|
+         -> oxkit_store::Result<()> {
+            for b in store.image_blobs(d)? {
+                if blobs.contains_key(&b.digest) {
+                    continue;
+                }
+                let size = store.blob_size(&b.digest)?.ok_or_else(|| {
+                    oxkit_store::Error::BlobNotFound {
+                        digest: b.digest.clone(),
+                        store: store.root().to_path_buf(),
+                    }
+                })?;
+                blobs.insert(b.digest, (size, None));
+            }
+            Ok(())
+        };
+        let (media_type, digest) = if l.chosen.is_empty() {
+            add_image(&l.top, &mut blobs).map_err(image_err)?;
+            (l.top.media_type.clone(), l.top.digest.clone())
+        } else {
+            let mut index = store.read_index(&l.top.digest).map_err(image_err)?;
+            index
+                .manifests
+                .retain(|c| l.chosen.iter().any(|k| k.digest == c.digest));
+            // Another image's subject is not this new index's.
+            index.subject = None;
+            let bytes = oxkit_store::oci::to_canonical_json(&index).map_err(image_err)?;
+            let digest = Digest::sha256(&bytes);
+            for c in &l.chosen {
+                add_image(c, &mut blobs).map_err(image_err)?;
+            }
+            blobs.insert(digest.clone(), (bytes.len() as u64, Some(bytes)));
+            (index.descriptor_media_type().to_string(), digest)
+        };
+        let size = blobs.get(&digest).map_or(0, |b| b.0);
+        let index_json = go_json_indent_with(
+            &LayoutIndex {
+                schema_version: 2,
+                media_type: oxkit_store::oci::media_type::OCI_INDEX,
+                manifests: vec![LayoutEntry {
+                    media_type,
+                    size,
+                    digest: digest.to_string(),
+                    annotations: BTreeMap::from([(
+                        oxkit_store::oci::ANNOTATION_REF_NAME,
+                        u.reference.canonical(),
+                    )]),
+                }],
+            },
+            b"   ",
+        )
+        .map_err(|e| Error::Entry {
+            loc: u.loc.clone(),
+            what: u.what.clone(),
+            message: format!("cannot render index.json: {e}"),
+        })?;
+
+        let node = self.inline(0o644, OCI_LAYOUT_FILE.as_bytes().to_vec());
+        self.put_at(&format!("{dir}/oci-layout"), node);
+        self.mkdirs(&format!("{dir}/blobs"));
+        for (d, (size, bytes)) in blobs {
+            let algo_dir = format!("{dir}/blobs/{}", d.algorithm());
+            self.mkdirs(&algo_dir);
+            let path = format!("{algo_dir}/{}", d.hex());
+            let node = match bytes {
+                Some(b) => self.inline(0o644, b),
+                None => {
+                    let meta = self.meta(0o644);
+                    Node::File(self.inodes.add(Inode {
+                        meta,
+                        size,
+                        content: Content::Blob(d),
+                    }))
+                }
+            };
+            self.put_at(&path, node);
+        }
+        let node = self.inline(0o644, index_json);
+        self.put_at(&format!("{dir}/index.json"), node);
         Ok(())
     }
 

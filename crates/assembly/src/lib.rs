@@ -2,12 +2,14 @@
 //!
 //! 1. [`Config::load`] reads the YAML files, resolves `@pkg:` references, merges and
 //!    validates them (errors carry `FILE:LINE:COL`).
-//! 2. [`resolve_images`] finds every image for the platform being built in the local store,
-//!    pulling what is missing through an [`ImageFetcher`].
+//! 2. [`resolve_images`] finds every image for the platform being built in the local store
+//!    (for a `format: oci` volume, the platforms it lists), pulling what is missing through an
+//!    [`ImageFetcher`].
 //! 3. [`trust::enforce`] enforces the `trust:` policy against the images' signatures.
 //! 4. [`assemble`] builds the file system LinuxKit lays out (kernel, init, volumes, container
 //!    bundles with their OCI `config.json` from LinuxKit's `ConfigToOCI` rules, files) as a tree of
-//!    metadata, reading each layer once and refusing entries that would escape the root.
+//!    metadata, reading each layer once and refusing entries that would escape the root; a
+//!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
 //!    `kernel+initrd`, `tar-kernel-initrd`): reproducible bytes, flat memory, atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
@@ -33,7 +35,8 @@ pub mod uptodate;
 pub use config::{Config, YamlInput};
 pub use error::{Error, Result};
 pub use images::{
-    ImageFetcher, ImageUse, ResolveOptions, ResolvedImage, ResolvedImages, resolve_images,
+    ImageFetcher, ImageUse, ResolveOptions, ResolvedImage, ResolvedImages, ResolvedLayout,
+    resolve_images,
 };
 pub use layout::{AssembleOptions, Assembly, assemble};
 pub use output::{Format, OutputPlan, TarDestination, Written, write_outputs};

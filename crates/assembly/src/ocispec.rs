@@ -168,8 +168,16 @@ pub struct BindNamespaces {
 /// Renders `value` as Go's `json.MarshalIndent(v, "", "    ")` does, HTML-safe escaping
 /// included (`<`, `>`, `&`, U+2028 and U+2029 only ever occur inside strings).
 pub(crate) fn go_json_indent<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    go_json_indent_with(value, b"    ")
+}
+
+/// Go's `json.MarshalIndent(value, "", indent)`.
+pub(crate) fn go_json_indent_with<T: Serialize>(
+    value: &T,
+    indent: &[u8],
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(indent);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
     value.serialize(&mut ser)?;
     let text = String::from_utf8_lossy(&out);

@@ -1,5 +1,5 @@
 //! The registry side of a build, over `oxkit-registry`'s client: pulling missing images (one
-//! platform) and fetching the signatures the trust policy checks. The HTTP is the registry
+//! platform, or those a `format: oci` volume lists) and fetching the signatures the trust policy checks. The HTTP is the registry
 //! crate's; this module only decides what to ask for.
 
 use oxkit_registry::Client;
@@ -37,6 +37,21 @@ impl ImageFetcher for RegistryRemote {
             reference,
             &Platforms::Only(vec![platform.clone()]),
         )?;
+        Ok(())
+    }
+
+    fn pull_platforms(
+        &self,
+        store: &Store,
+        reference: &Reference,
+        platforms: &[Platform],
+    ) -> Result<(), BoxError> {
+        let which = if platforms.is_empty() {
+            Platforms::All
+        } else {
+            Platforms::Only(platforms.to_vec())
+        };
+        pull(&self.client, store, reference, &which)?;
         Ok(())
     }
 }

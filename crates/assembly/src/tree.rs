@@ -1,5 +1,6 @@
 //! The assembled file system as a tree of metadata: directories, symlinks, devices, FIFOs and
-//! regular files whose content is a reference (a layer entry, bytes in memory, a host file),
+//! regular files whose content is a reference (a layer entry, bytes in memory, a host file, a
+//! store blob),
 //! never the bytes of an image. Memory grows with the number of entries, not their size.
 //!
 //! Operations follow tar-extraction semantics, which is what LinuxKit's output gets when the
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use oxkit_spec::Digest;
 use oxkit_store::layer::EntryMeta;
 
 /// Index of an [`Inode`] in [`Inodes`].
@@ -36,6 +38,9 @@ pub(crate) enum Content {
     Layer { source: SourceId, ordinal: u64 },
     /// A file on the build host (`files:` with `source:`), read when the output is written.
     Host(PathBuf),
+    /// A blob of the store (a `format: oci` volume's layout), streamed when the output is
+    /// written.
+    Blob(Digest),
 }
 
 /// A regular file; hard links share one.

@@ -4,7 +4,8 @@
 //! image being built. Verification itself is `oxkit-sign`'s; fetching goes through
 //! [`SignatureSource`].
 //!
-//! "The image being built" is the platform manifest in the store. A signature over it counts,
+//! "The image being built" is the platform manifest in the store (for a `format: oci` volume,
+//! the index it holds whole, or each manifest it holds of one). A signature over it counts,
 //! and so does one over the registry's index for the reference when that index lists it
 //! (`cosign sign` on a multi-platform tag signs the index). An image the registry cannot
 //! vouch for (absent there, unreachable, or different from the store's copy) fails the build,
@@ -23,7 +24,7 @@ use oxkit_store::oci::media_type as mt;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::images::{BoxError, ResolvedImages};
+use crate::images::{BoxError, ImageUse, ResolvedImages};
 use crate::remote::RegistryRemote;
 
 /// Signature and manifest reads, backed by a registry.
@@ -109,7 +110,16 @@ pub fn enforce(
     }
     let mut keys: BTreeMap<String, PublicKey> = BTreeMap::new();
     let mut unverified = Vec::new();
-    for (u, img) in images.distinct() {
+    // The images built from, and what each `format: oci` volume holds (each chosen manifest).
+    let mut checks: Vec<(&ImageUse, Digest)> = images
+        .distinct()
+        .into_iter()
+        .map(|(u, img)| (u, img.manifest.digest.clone()))
+        .collect();
+    for (u, l) in images.layouts() {
+        checks.extend(l.digests().into_iter().map(|d| (u, d.clone())));
+    }
+    for (u, local) in &checks {
         let required: Vec<String> = policy
             .required_keys(&u.reference)
             .into_iter()
@@ -118,7 +128,6 @@ pub fn enforce(
         if required.is_empty() {
             continue;
         }
-        let local = &img.manifest.digest;
         if no_verify {
             unverified.push(format!("{} ({local})", u.reference));
             continue;

@@ -1,9 +1,9 @@
 //! Skipping a build whose outputs are already there: a record in the store's side index,
 //! keyed by the output files' location, holds a digest of everything the outputs depend on
-//! (the merged configuration, each image's platform manifest digest, the contents of `files`
-//! sources, the formats, platform and epoch, this crate's version) and the identity of the
-//! files written (size, mtime, inode). When both still match, the outputs are those the same
-//! inputs would produce again, byte for byte.
+//! (the merged configuration, each image's platform manifest digest, what each `format: oci`
+//! volume holds, the contents of `files` sources, the formats, platform and epoch, this
+//! crate's version) and the identity of the files written (size, mtime, inode). When both
+//! still match, the outputs are those the same inputs would produce again, byte for byte.
 //!
 //! The record is only a shortcut: a missing, stale or unreadable one means "build".
 
@@ -77,6 +77,14 @@ pub fn inputs_digest(
     for (u, img) in images.distinct() {
         put("image", u.reference.canonical().as_bytes());
         put("manifest", img.manifest.digest.as_str().as_bytes());
+    }
+    for (u, l) in images.layouts() {
+        put("layout", u.what.as_bytes());
+        put("image", u.reference.canonical().as_bytes());
+        put("top", l.top.digest.as_str().as_bytes());
+        for d in &l.chosen {
+            put("chosen", d.digest.as_str().as_bytes());
+        }
     }
     for f in &config.yaml.files {
         if f.source.is_empty() {

@@ -10,7 +10,7 @@ use oxkit_store::layer::{LayerOptions, LayerWriter};
 use oxkit_store::oci::{ImageConfig as OciImageConfig, ImageManifest, media_type};
 
 use super::*;
-use crate::images::{ResolveOptions, resolve_images};
+use crate::images::{BoxError, ImageFetcher, ResolveOptions, resolve_images};
 use crate::output::{OutputPlan, write_outputs};
 
 struct Scratch {
@@ -64,6 +64,11 @@ type Row = (String, char, u32, u64, Vec<u8>);
 
 /// Builds `yaml` and returns the tar's entries.
 fn build(s: &Scratch, yaml: &str) -> Result<Vec<Row>> {
+    build_with(s, yaml, None)
+}
+
+/// [`build`] with registry access through `fetcher`.
+fn build_with(s: &Scratch, yaml: &str, fetcher: Option<&dyn ImageFetcher>) -> Result<Vec<Row>> {
     let y = ImageYaml::parse(yaml, "t.yml")?;
     let config = Config::from_yaml(y, s.dir.path())?;
     let images = resolve_images(
@@ -72,7 +77,7 @@ fn build(s: &Scratch, yaml: &str) -> Result<Vec<Row>> {
         &ResolveOptions {
             platform: Platform::host(),
             always_pull: false,
-            fetcher: None,
+            fetcher,
         },
         &mut |_| {},
     )?;
@@ -356,4 +361,339 @@ fn bundles_share_unpacked_images_and_shared_layers_are_written_twice() {
         *kinds.entry(e.1).or_insert(0) += 1;
     }
     assert!(!kinds.contains_key(&'?'), "{kinds:?}");
+}
+
+/// An image for `platform` with one layer (`etc/arch` holding `body`); its manifest's
+/// descriptor, with the platform.
+fn platform_image(store: &Store, platform: &str, body: &[u8]) -> Descriptor {
+    let p: Platform = platform.parse().unwrap();
+    let l = layer(store, &[file("etc/arch", body)]);
+    let mut config = OciImageConfig::default();
+    config.set_platform(&p);
+    config.rootfs.diff_ids.push(l.digest.clone());
+    let config = store.put_json(media_type::OCI_CONFIG, &config).unwrap();
+    let manifest = ImageManifest::new(config, vec![l]);
+    store
+        .put_json(media_type::OCI_MANIFEST, &manifest)
+        .unwrap()
+        .with_platform(p)
+}
+
+/// An index over images for `platforms`, tagged `reference`; its descriptor and the
+/// manifests' (in the index's order).
+fn multi(store: &Store, reference: &str, platforms: &[&str]) -> (Descriptor, Vec<Descriptor>) {
+    let manifests: Vec<Descriptor> = platforms
+        .iter()
+        .map(|p| platform_image(store, p, p.as_bytes()))
+        .collect();
+    let index = store
+        .put_index_for(
+            &oxkit_spec::Reference::parse(reference).unwrap(),
+            manifests.clone(),
+        )
+        .unwrap();
+    let listed = store.read_index(&index.digest).unwrap().manifests;
+    (index, listed)
+}
+
+const LOWER: &str = "containers/volumes/img/lower";
+
+/// The blobs of the layout in `out`, by digest.
+fn layout_blobs(out: &[Row]) -> BTreeMap<String, Vec<u8>> {
+    let prefix = format!("{LOWER}/blobs/sha256/");
+    out.iter()
+        .filter_map(|e| {
+            e.0.strip_prefix(&prefix)
+                .map(|hex| (format!("sha256:{hex}"), e.4.clone()))
+        })
+        .collect()
+}
+
+/// The one entry of the layout's `index.json`.
+fn layout_entry(out: &[Row]) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&find(out, &format!("{LOWER}/index.json")).4).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
+    index["manifests"][0].clone()
+}
+
+/// Every blob `d` is made of, by digest, with the store's bytes.
+fn store_blobs(store: &Store, d: &Descriptor) -> BTreeMap<String, Vec<u8>> {
+    store
+        .image_blobs(d)
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.digest.to_string(), store.read_blob(&b.digest).unwrap()))
+        .collect()
+}
+
+#[test]
+fn oci_volume_holds_the_chosen_platforms_as_an_oci_layout() {
+    let s = scratch();
+    let (index, listed) = multi(&s.store, "t/multi:1", &["linux/amd64", "linux/arm64"]);
+    let yaml = "volumes:\n  - name: img\n    image: t/multi:1\n    format: oci\n    platforms: [linux/arm64]\n";
+    let out = build(&s, yaml).unwrap();
+
+    // LinuxKit's files, modes and owners, and the overlay's directories.
+    let mut names: Vec<(&str, char, u32, u64)> = out
+        .iter()
+        .filter(|e| e.0.starts_with("containers/volumes/img/"))
+        .map(|e| (e.0.as_str(), e.1, e.2, e.3))
+        .collect();
+    names.retain(|e| !e.0.starts_with(&format!("{LOWER}/blobs/sha256/")));
+    assert_eq!(
+        names,
+        [
+            (LOWER, 'd', 0o755, 0),
+            ("containers/volumes/img/lower/blobs", 'd', 0o755, 0),
+            ("containers/volumes/img/lower/blobs/sha256", 'd', 0o755, 0),
+            ("containers/volumes/img/merged", 'd', 0o755, 0),
+            ("containers/volumes/img/tmp", 'd', 0o755, 0),
+            ("containers/volumes/img/lower/index.json", 'f', 0o644, 0),
+            ("containers/volumes/img/lower/oci-layout", 'f', 0o644, 0),
+        ]
+    );
+    assert_eq!(
+        find(&out, &format!("{LOWER}/oci-layout")).4,
+        b"{\n\t\t\"imageLayoutVersion\": \"1.0.0\"\n\t}"
+    );
+
+    // index.json names a new index over the arm64 manifest only, as LinuxKit writes it.
+    let blobs = layout_blobs(&out);
+    let entry = layout_entry(&out);
+    let digest = entry["digest"].as_str().unwrap().to_string();
+    assert_ne!(digest, index.digest.to_string());
+    let sub = &blobs[&digest];
+    assert_eq!(oxkit_spec::Digest::sha256(sub).to_string(), digest);
+    let text = format!(
+        "{{\n   \"schemaVersion\": 2,\n   \"mediaType\": \"application/vnd.oci.image.index.v1+json\",\n   \
+         \"manifests\": [\n      {{\n         \"mediaType\": \"application/vnd.oci.image.index.v1+json\",\n         \
+         \"size\": {},\n         \"digest\": \"{digest}\",\n         \"annotations\": {{\n            \
+         \"org.opencontainers.image.ref.name\": \"docker.io/t/multi:1\"\n         }}\n      }}\n   ]\n}}",
+        sub.len()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&find(&out, &format!("{LOWER}/index.json")).4),
+        text
+    );
+    let sub: oxkit_store::oci::ImageIndex = serde_json::from_slice(sub).unwrap();
+    let arm = listed
+        .iter()
+        .find(|d| d.platform.as_ref().unwrap().architecture == "arm64")
+        .unwrap();
+    assert_eq!(sub.manifests, std::slice::from_ref(arm));
+
+    // The arm64 image's blobs, byte for byte; nothing of amd64.
+    let mut want = store_blobs(&s.store, arm);
+    want.insert(digest.clone(), blobs[&digest].clone());
+    assert_eq!(blobs, want);
+
+    // Blobs are written with the other in-memory and host files, in path order.
+    let files: Vec<&str> = out
+        .iter()
+        .filter(|e| e.1 == 'f')
+        .map(|e| e.0.as_str())
+        .collect();
+    let mut sorted = files.clone();
+    sorted.sort();
+    assert_eq!(files, sorted);
+
+    // The same inputs give the same bytes.
+    assert_eq!(build(&s, yaml).unwrap(), out);
+}
+
+#[test]
+fn oci_volume_of_every_platform_holds_the_index_as_it_is() {
+    let s = scratch();
+    // Neither platform need be the one being built.
+    let (index, _) = multi(&s.store, "t/foreign:1", &["linux/s390x", "linux/riscv64"]);
+    let whole = store_blobs(&s.store, &index);
+    assert_eq!(whole.len(), 7);
+    for platforms in ["", "\n    platforms: [linux/riscv64, linux/s390x]"] {
+        let out = build(
+            &s,
+            &format!(
+                "volumes:\n  - name: img\n    image: t/foreign:1\n    format: oci{platforms}\n"
+            ),
+        )
+        .unwrap();
+        let entry = layout_entry(&out);
+        assert_eq!(entry["digest"], index.digest.to_string(), "{platforms}");
+        assert_eq!(entry["mediaType"], media_type::OCI_INDEX);
+        assert_eq!(entry["size"], index.size);
+        assert_eq!(layout_blobs(&out), whole);
+    }
+
+    // A single-platform image is the layout's only entry, whatever the platform built.
+    let one = platform_image(&s.store, "linux/arm64", b"one");
+    s.store
+        .tag(
+            &oxkit_spec::Reference::parse("t/one:1").unwrap(),
+            one.clone(),
+        )
+        .unwrap();
+    let out = build(
+        &s,
+        "volumes:\n  - name: img\n    image: t/one:1\n    format: oci\n  \
+         - name: again\n    image: t/one:1\n    format: oci\n    platforms: [arm64]\n",
+    )
+    .unwrap();
+    let entry = layout_entry(&out);
+    assert_eq!(entry["digest"], one.digest.to_string());
+    assert_eq!(entry["mediaType"], media_type::OCI_MANIFEST);
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.ref.name"],
+        "docker.io/t/one:1"
+    );
+    assert_eq!(layout_blobs(&out), store_blobs(&s.store, &one));
+    find(&out, "containers/volumes/again/lower/index.json");
+}
+
+#[test]
+fn oci_volume_refusals_name_the_volume() {
+    let s = scratch();
+    multi(&s.store, "t/multi:1", &["linux/amd64", "linux/arm64"]);
+    let e = build(
+        &s,
+        "volumes:\n  - name: img\n    image: t/multi:1\n    format: oci\n    platforms: [linux/amd64, linux/riscv64]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(
+            "t.yml:2:5: volumes[0] \"img\": image docker.io/t/multi:1 is not in the local store for linux/amd64, linux/riscv64"
+        ) && e.contains("has no linux/riscv64 (it has linux/amd64, linux/arm64)")
+            && e.contains("no registry access"),
+        "{e}"
+    );
+    let e = build(
+        &s,
+        "volumes:\n  - name: img\n    image: t/multi:1\n    format: oci\n    platforms: [linux/bogus]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("t.yml:2:5:") && e.contains("volume \"img\"") && e.contains("linux/bogus"),
+        "{e}"
+    );
+    let e = build(
+        &s,
+        "volumes:\n  - name: img\n    image: t/absent:1\n    format: oci\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("t.yml:2:5: volumes[0] \"img\": image docker.io/t/absent:1 is not in the local store for all its platforms")
+            && e.ends_with("could not be pulled: no registry access in this build; import or pull it first"),
+        "{e}"
+    );
+
+    // Not a container image: an artifact whose config is something else.
+    let cfg = s
+        .store
+        .write_blob(b"{}")
+        .unwrap()
+        .descriptor("application/vnd.example+json");
+    let l = layer(&s.store, &[file("x", b"x")]);
+    let artifact = s
+        .store
+        .put_json(media_type::OCI_MANIFEST, &ImageManifest::new(cfg, vec![l]))
+        .unwrap();
+    s.store
+        .tag(
+            &oxkit_spec::Reference::parse("t/artifact:1").unwrap(),
+            artifact,
+        )
+        .unwrap();
+    let e = build(
+        &s,
+        "volumes:\n  - name: img\n    image: t/artifact:1\n    format: oci\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("t.yml:2:5: volumes[0] \"img\": image docker.io/t/artifact:1:")
+            && e.contains("\"application/vnd.example+json\"")
+            && e.contains("not a container image"),
+        "{e}"
+    );
+}
+
+/// A registry stand-in: records what is asked for; `pull_platforms` tags `then` (when set).
+struct FakeRegistry {
+    asked: std::cell::RefCell<Vec<(String, Vec<Platform>)>>,
+    then: Option<Descriptor>,
+}
+
+impl ImageFetcher for FakeRegistry {
+    fn pull(
+        &self,
+        _: &Store,
+        reference: &oxkit_spec::Reference,
+        platform: &Platform,
+    ) -> std::result::Result<(), BoxError> {
+        Err(format!("unexpected pull of {reference} for {platform}").into())
+    }
+
+    fn pull_platforms(
+        &self,
+        store: &Store,
+        reference: &oxkit_spec::Reference,
+        platforms: &[Platform],
+    ) -> std::result::Result<(), BoxError> {
+        self.asked
+            .borrow_mut()
+            .push((reference.to_string(), platforms.to_vec()));
+        match &self.then {
+            Some(d) => Ok(store.tag(reference, d.clone())?),
+            None => Err("manifest unknown".into()),
+        }
+    }
+}
+
+#[test]
+fn oci_volume_pulls_every_missing_platform_at_once() {
+    let s = scratch();
+    let (index, listed) = multi(&s.store, "t/parts:1", &["linux/amd64", "linux/arm64"]);
+    // The store has the amd64 image only, as a one-platform pull leaves it.
+    let r = oxkit_spec::Reference::parse("t/multi:1").unwrap();
+    s.store.tag(&r, listed[0].clone()).unwrap();
+    let registry = FakeRegistry {
+        asked: Default::default(),
+        then: Some(index.clone()),
+    };
+    let yaml = "volumes:\n  - name: img\n    image: t/multi:1\n    format: oci\n    platforms: [linux/amd64, linux/arm64]\n";
+    let out = build_with(&s, yaml, Some(&registry)).unwrap();
+    assert_eq!(
+        *registry.asked.borrow(),
+        [(
+            "docker.io/t/multi:1".to_string(),
+            vec![
+                Platform::linux("amd64").unwrap(),
+                Platform::linux("arm64").unwrap()
+            ]
+        )]
+    );
+    // Both platforms chosen: the index as it is.
+    assert_eq!(layout_entry(&out)["digest"], index.digest.to_string());
+    assert_eq!(layout_blobs(&out), store_blobs(&s.store, &index));
+
+    // A registry that cannot help: both reasons are given.
+    let s = scratch();
+    multi(&s.store, "t/multi:1", &["linux/amd64"]);
+    let registry = FakeRegistry {
+        asked: Default::default(),
+        then: None,
+    };
+    let e = build_with(
+        &s,
+        "volumes:\n  - name: img\n    image: t/multi:1\n    format: oci\n    platforms: [linux/arm64]\n",
+        Some(&registry),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("has no linux/arm64 (it has linux/amd64); pulling it failed: manifest unknown"),
+        "{e}"
+    );
 }

@@ -200,6 +200,12 @@ pub fn run(global: &GlobalArgs, printer: &Printer, args: BuildArgs) -> Result<()
                 digest: r.manifest.digest.to_string(),
                 pulled: r.pulled,
             })
+            // `format: oci` volumes: what the store names the reference.
+            .chain(images.layouts().into_iter().map(|(u, l)| ImageJson {
+                reference: u.reference.to_string(),
+                digest: l.top.digest.to_string(),
+                pulled: l.pulled,
+            }))
             .collect(),
         unverified,
     });

@@ -676,6 +676,146 @@ fn bad_input_is_refused_with_its_location_and_leaves_nothing() {
     );
 }
 
+/// A two-platform image `reference` (an index over amd64 and arm64 images that differ in
+/// their `etc/arch`); the digests of its amd64 and arm64 manifests.
+fn two_platform_image(env: &Env, reference: &str) -> (String, String) {
+    let mut children = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let root = env.path().join(format!("rootfs-{arch}"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/arch"), format!("{arch}\n")).unwrap();
+        let part = format!("test/parts:{arch}");
+        import(env, &root, &part, &["--platform", &format!("linux/{arch}")]);
+        let store = oxkit_store::Store::open(env.store()).unwrap();
+        let r = oxkit_spec::Reference::parse(&part).unwrap();
+        children.push(store.resolve(&r).unwrap().unwrap());
+    }
+    let store = oxkit_store::Store::open(env.store()).unwrap();
+    store
+        .put_index_for(
+            &oxkit_spec::Reference::parse(reference).unwrap(),
+            children.clone(),
+        )
+        .unwrap();
+    (
+        children[0].digest.to_string(),
+        children[1].digest.to_string(),
+    )
+}
+
+#[test]
+fn oci_volume_is_an_oci_layout_of_the_chosen_platforms() {
+    let skopeo = require_tool("skopeo");
+    let umoci = require_tool("umoci");
+    let reg = Registry::start();
+    let env = Env::new();
+    let image = format!("{}/test/multi:1", reg.host());
+    let (amd64, arm64) = two_platform_image(&env, &image);
+    // In the registry too, so a pull for a platform it lacks gets the registry's answer.
+    run_ok(env.oxkit().args(["cache", "push", &image]));
+    let yml = env.path().join("vol.yml");
+    std::fs::write(
+        &yml,
+        format!(
+            "volumes:\n  - name: img\n    image: {image}\n    format: oci\n    platforms: [linux/arm64]\n"
+        ),
+    )
+    .unwrap();
+    let (a, b) = (env.path().join("a.tar"), env.path().join("b.tar"));
+    for tar in [&a, &b] {
+        run_ok(
+            env.oxkit()
+                .args(["build", "--format", "tar", "-o"])
+                .arg(tar)
+                .arg(&yml),
+        );
+    }
+    assert_eq!(sha256(&a), sha256(&b), "two builds differ");
+
+    let listed = run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&a),
+    );
+    let lower = "containers/volumes/img/lower";
+    for want in [
+        format!("{lower}/oci-layout"),
+        format!("{lower}/index.json"),
+        format!(
+            "{lower}/blobs/sha256/{}",
+            arm64.trim_start_matches("sha256:")
+        ),
+        "containers/volumes/img/tmp/".to_string(),
+        "containers/volumes/img/merged/".to_string(),
+    ] {
+        assert!(listed.contains(&want), "{want} not in:\n{listed}");
+    }
+    assert!(
+        !listed.contains(amd64.trim_start_matches("sha256:")),
+        "the amd64 manifest is in the layout:\n{listed}"
+    );
+    for l in listed.lines().filter(|l| l.contains(lower)) {
+        assert!(
+            l.starts_with("-rw-r--r-- 0/0 ") || l.starts_with("drwxr-xr-x 0/0 "),
+            "{l}"
+        );
+    }
+
+    // The layout is valid: skopeo and umoci read it back.
+    let root = env.path().join("root");
+    untar(&a, &root);
+    let dir = root.join(lower);
+    let raw: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(&skopeo)
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}", dir.display())),
+    ))
+    .unwrap();
+    let manifests = raw["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{raw}");
+    assert_eq!(manifests[0]["digest"], arm64.as_str());
+    assert_eq!(manifests[0]["platform"]["architecture"], "arm64");
+    let config: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(&skopeo)
+            .args(["--override-arch", "arm64", "inspect", "--config"])
+            .arg(format!("oci:{}", dir.display())),
+    ))
+    .unwrap();
+    assert_eq!(config["architecture"], "arm64");
+    let refs = run_ok(Command::new(&umoci).args(["ls", "--layout"]).arg(&dir));
+    assert_eq!(refs.trim(), image);
+    // Every blob is intact: a copy of every platform it holds checks each digest.
+    run_ok(
+        Command::new(&skopeo)
+            .args(["copy", "--all", "--preserve-digests"])
+            .arg(format!("oci:{}", dir.display()))
+            .arg(format!("oci:{}:copy", env.path().join("copy").display())),
+    );
+
+    // A platform the image does not have: refused, naming the volume; nothing written.
+    std::fs::write(
+        &yml,
+        format!(
+            "volumes:\n  - name: img\n    image: {image}\n    format: oci\n    platforms: [linux/riscv64]\n"
+        ),
+    )
+    .unwrap();
+    let out = env.path().join("out");
+    let e = run_fail(
+        env.oxkit()
+            .args(["build", "--format", "tar", "-o"])
+            .arg(out.join("c.tar"))
+            .arg("vol.yml"),
+    );
+    assert!(
+        e.contains(&format!(
+            "vol.yml:2:5: volumes[0] \"img\": image {image} is not in the local store for linux/riscv64"
+        )) && e.contains("has no linux/riscv64 (it has linux/amd64, linux/arm64)"),
+        "{e}"
+    );
+    assert!(!out.join("c.tar").exists());
+}
+
 /// cosign with its own HOME and TUF root, offline.
 fn cosign(env: &Env, password: &str) -> Command {
     let home = env.path().join("cosign-home");
