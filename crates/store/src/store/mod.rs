@@ -65,7 +65,11 @@ impl Store {
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect::<std::io::Result<_>>()
             .map_err(Error::io("list", &store.root))?;
-        let ours = entries.iter().all(|e| OWN_ENTRIES.contains(&e.as_str()))
+        // `oci-layout` may have appeared since it was looked for: another process finished
+        // initialising the directory in between.
+        let ours = entries
+            .iter()
+            .all(|e| OWN_ENTRIES.contains(&e.as_str()) || e == "oci-layout")
             && (entries.is_empty() || entries.iter().any(|e| e == "oxkit"));
         if !ours {
             return Err(Error::NotALayout { path: store.root });
@@ -78,7 +82,9 @@ impl Store {
             let empty = crate::oci::to_canonical_json(&crate::oci::ImageIndex::new(Vec::new()))?;
             store.write_atomic(&store.index_path(), &empty)?;
         }
-        if !layout_file.exists() {
+        if layout_file.exists() {
+            check_layout_version(&layout_file)?;
+        } else {
             store.write_atomic(&layout_file, OCI_LAYOUT)?;
         }
         Ok(store)

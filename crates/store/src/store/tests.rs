@@ -509,3 +509,31 @@ fn fsck_reports_missing_children_per_reference() {
     std::fs::write(store.blob_path(&img.digest), b"{").unwrap();
     assert!(store.gc(false).is_err());
 }
+
+/// Many openers racing to initialise one new directory all succeed: one that sees the layout
+/// half-made (its `oxkit/`, `index.json` or `oci-layout` appearing between its checks) takes
+/// it for the layout it is becoming, never for a foreign directory. (The window is narrow;
+/// the multi-process import test in the integration suite is where it showed.)
+#[test]
+fn racing_opens_of_a_new_directory_all_succeed() {
+    let dir = tmp();
+    for round in 0..40 {
+        let root = dir.path().join(format!("s{round}"));
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        Store::open(&root).map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        assert!(root.join("oci-layout").is_file());
+        assert!(root.join("index.json").is_file());
+    }
+}
