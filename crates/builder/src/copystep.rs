@@ -197,14 +197,16 @@ impl Exec<'_> {
     }
 
     fn fetch_url(&self, url: &str, checksum: Option<&str>) -> Result<(PathBuf, String), StepError> {
+        // The URL may carry credentials or a signed query: messages show it without them.
+        let shown = oxkit_spec::url::redact(url);
         if !self.settings.network {
             return Err(StepError::new(format!(
-                "ADD {url} needs the network, which this package does not allow; set `network: true` in build.yml (or pass --network), or add the file to the package"
+                "ADD {shown} needs the network, which this package does not allow; set `network: true` in build.yml (or pass --network), or add the file to the package"
             )));
         }
         let fetcher = self.svc.urls.ok_or_else(|| {
             StepError::new(format!(
-                "ADD {url}: oxkit cannot download URLs in this build; put the file in the package (or its extra-sources) and ADD it from there"
+                "ADD {shown}: oxkit cannot download URLs in this build; put the file in the package (or its extra-sources) and ADD it from there"
             ))
         })?;
         let dir = self.work.path().join("downloads");
@@ -216,13 +218,13 @@ impl Exec<'_> {
         };
         fetcher
             .fetch(url, &mut out)
-            .map_err(|e| StepError::new(format!("cannot download {url}: {e}")))?;
+            .map_err(|e| StepError::new(format!("ADD: {e}")))?;
         let digest = out.hasher.finish();
         if let Some(want) = checksum
             && want != digest.as_str()
         {
             return Err(StepError::new(format!(
-                "ADD {url}: checksum mismatch: expected {want}, got {digest}; fix --checksum or the URL"
+                "ADD {shown}: checksum mismatch: expected {want}, got {digest}; fix --checksum or the URL"
             )));
         }
         Ok((path, digest.to_string()))

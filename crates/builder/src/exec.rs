@@ -368,7 +368,8 @@ impl Exec<'_> {
                 index: self.step,
                 total: self.total,
                 line: inst.line,
-                text: inst.original.clone(),
+                // ADD URLs may carry credentials or signed queries.
+                text: oxkit_spec::url::redact_in(&inst.original),
             });
             let t0 = Instant::now();
             let cached = self.instruction(index, stage, &mut st, inst)?;
@@ -408,7 +409,8 @@ impl Exec<'_> {
         let history = |st: &mut StageState, text: String, empty: bool| {
             st.history.push(History {
                 created: rfc3339_utc(self.settings.layer.epoch),
-                created_by: text,
+                // Published with the image: ADD URLs lose credentials and queries.
+                created_by: oxkit_spec::url::redact_in(&text),
                 comment: "buildkit.dockerfile.v0".to_string(),
                 empty_layer: empty,
                 ..History::default()

@@ -287,6 +287,10 @@ pub enum Error {
     #[error("invalid registry URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
 
+    /// A plain download (Dockerfile `ADD https://...`) failed; `url` is redacted.
+    #[error("cannot download {url}: {reason}")]
+    Download { url: String, reason: String },
+
     #[error("{what}: cancelled because another transfer failed")]
     Cancelled { what: String },
 

@@ -11,6 +11,7 @@ pub mod dockerignore;
 pub mod image_yaml;
 pub mod platform;
 pub mod reference;
+pub mod url;
 pub mod yaml;
 
 pub use build_yml::{PackageSpec, render_tag};

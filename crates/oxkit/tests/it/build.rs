@@ -676,9 +676,14 @@ fn add_downloads_urls_when_the_network_is_allowed() {
     )
     .unwrap();
     let url = format!("{}/v2/test/files/blobs/{config}", reg.url());
+    // The same URL with credentials and a signed-looking query, which must never be shown.
+    let secret_url = format!(
+        "https://tester:hunter2@{}/v2/test/files/blobs/{config}?token=s3cret",
+        reg.host()
+    );
     let df = |extra: &str| {
         format!(
-            "FROM {local}\nADD --checksum={config} {url} /dl/config.json\nADD {url} /dl/\n{extra}"
+            "FROM {local}\nADD --checksum={config} {url} /dl/config.json\nADD {secret_url} /dl/\n{extra}"
         )
     };
 
@@ -699,7 +704,29 @@ fn add_downloads_urls_when_the_network_is_allowed() {
         "image: online\norg: test\narches: [amd64]\nnetwork: true\n",
         &[("Dockerfile", &df(""))],
     );
-    let report = build_json(&env, &[online.to_str().unwrap()]);
+    let out = env
+        .oxkit()
+        .args(["--json", "pkg", "build"])
+        .arg(&online)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let manifest = arch(&report, "amd64")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let history = config_of(&env.store(), &manifest)["history"].to_string();
+    assert!(history.contains("/v2/test/files/blobs/"), "{history}");
+    assert!(
+        !history.contains("hunter2") && !history.contains("s3cret"),
+        "{history}"
+    );
     let root = unpack(
         &env.store(),
         arch(&report, "amd64")["name"].as_str().unwrap(),
@@ -729,7 +756,10 @@ fn add_downloads_urls_when_the_network_is_allowed() {
     assert!(err.contains("Dockerfile:3"), "{err}");
     assert!(err.contains("checksum") && err.contains(&wrong), "{err}");
     nothing_stored(&env, "test/badsum");
-    let missing_url = format!("{}/v2/test/files/blobs/{wrong}", reg.url());
+    let missing_url = format!(
+        "https://tester:hunter2@{}/v2/test/files/blobs/{wrong}?token=s3cret",
+        reg.host()
+    );
     let missing = package(
         &env,
         "missing",
@@ -742,5 +772,6 @@ fn add_downloads_urls_when_the_network_is_allowed() {
     let err = run_fail(env.oxkit().args(["pkg", "build"]).arg(&missing));
     assert!(err.contains("Dockerfile:2"), "{err}");
     assert!(err.contains("404") && err.contains(&wrong), "{err}");
+    assert!(!err.contains("hunter2") && !err.contains("s3cret"), "{err}");
     nothing_stored(&env, "test/missing");
 }

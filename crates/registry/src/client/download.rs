@@ -14,7 +14,7 @@ use reqwest::{StatusCode, Url};
 
 use super::Client;
 use super::http::{Failure, classify, error_chain};
-use crate::error::{Answer, Error, ErrorBody, Result, display_url};
+use crate::error::{Error, Result, display_url};
 use crate::tls;
 
 /// What a finished download reports.
@@ -30,15 +30,15 @@ pub struct Downloaded {
 impl Client {
     /// `GET url`, streaming the body into `out`.
     pub fn download(&self, url: &str, out: &mut dyn Write) -> Result<Downloaded> {
-        let parsed = Url::parse(url).map_err(|e| Error::BadUrl {
-            url: redact(url),
-            reason: e.to_string(),
-        })?;
+        let fail = |reason: String| Error::Download {
+            url: oxkit_spec::url::redact(url),
+            reason,
+        };
+        let parsed = Url::parse(url).map_err(|e| fail(format!("not a valid URL ({e})")))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(Error::BadUrl {
-                url: display_url(&parsed),
-                reason: "only http:// and https:// URLs can be downloaded".into(),
-            });
+            return Err(fail(
+                "only http:// and https:// URLs can be downloaded".into(),
+            ));
         }
         let what = format!("download {}", display_url(&parsed));
         let host = parsed.host_str().unwrap_or_default().to_string();
@@ -55,11 +55,7 @@ impl Client {
             .redirect(reqwest::redirect::Policy::limited(10));
         let http = tls::configure(builder, &files)?
             .build()
-            .map_err(|e| Error::Connect {
-                what: what.clone(),
-                url: display_url(&parsed),
-                reason: error_chain(&e),
-            })?;
+            .map_err(|e| fail(error_chain(&e)))?;
 
         let mut attempt = 1;
         loop {
@@ -69,47 +65,37 @@ impl Client {
                 .send();
             let (failure, retry_after) = match sent {
                 Ok(resp) if resp.status() == StatusCode::OK => {
-                    return stream(resp, out, &what);
+                    return stream(resp, out, &what).map_err(|e| match e {
+                        StreamError::Sink(e) => e,
+                        StreamError::Transfer(reason) => fail(reason),
+                    });
                 }
                 Ok(resp) if retriable(resp.status()) && attempt < opts.retry.max_attempts => {
                     let after = retry_after(&resp);
                     (format!("answered {}", resp.status()), after)
                 }
-                Ok(resp) => return Err(status_error(&what, &host_port, resp)),
+                Ok(resp) => return Err(fail(status_reason(resp))),
                 Err(e) => match classify(&e) {
                     Failure::Transient(reason) if attempt < opts.retry.max_attempts => {
                         (reason, None)
                     }
                     Failure::Dns => {
-                        return Err(Error::Dns {
-                            what,
-                            host,
-                            url: display_url(&parsed),
-                        });
+                        return Err(fail(format!(
+                            "cannot resolve the host {host}; check the URL and your DNS or network settings"
+                        )));
                     }
                     Failure::Tls(reason) => {
-                        return Err(Error::Tls {
-                            what,
-                            host: host_port,
-                            url: display_url(&parsed),
-                            reason,
-                        });
+                        return Err(fail(format!(
+                            "TLS connection failed: {reason}; if the server uses a private CA, put it in ~/.config/oxkit/certs.d/{host_port}/ca.crt (or /etc/docker/certs.d/{host_port}/ca.crt)"
+                        )));
                     }
                     Failure::Refused(reason) => {
-                        return Err(Error::Connect {
-                            what,
-                            url: display_url(&parsed),
-                            reason,
-                        });
+                        return Err(fail(format!(
+                            "cannot connect: {reason}; is the server running and reachable from here?"
+                        )));
                     }
                     Failure::Transient(reason) => {
-                        return Err(Error::Transport {
-                            what,
-                            method: "GET".into(),
-                            url: display_url(&parsed),
-                            attempts: attempt,
-                            reason,
-                        });
+                        return Err(fail(format!("failed after {attempt} attempt(s): {reason}")));
                     }
                 },
             };
@@ -134,15 +120,31 @@ fn retry_after(resp: &Response) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// How streaming a body failed: writing to the sink (a local error, reported as such), or the
+/// transfer itself (the reason, without the URL).
+enum StreamError {
+    Sink(Error),
+    Transfer(String),
+}
+
 /// Copies the body into `out`, checking it is as long as the server said.
-fn stream(mut resp: Response, out: &mut dyn Write, what: &str) -> Result<Downloaded> {
-    let url = display_url(resp.url());
+fn stream(
+    mut resp: Response,
+    out: &mut dyn Write,
+    what: &str,
+) -> std::result::Result<Downloaded, StreamError> {
     let expected = resp.content_length();
     let last_modified = resp
         .headers()
         .get(reqwest::header::LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_http_date);
+    let sink = |source| {
+        StreamError::Sink(Error::Sink {
+            what: what.to_string(),
+            source,
+        })
+    };
     let mut buf = vec![0u8; 256 << 10];
     let mut bytes = 0u64;
     loop {
@@ -151,38 +153,23 @@ fn stream(mut resp: Response, out: &mut dyn Write, what: &str) -> Result<Downloa
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                return Err(Error::Transport {
-                    what: what.to_string(),
-                    method: "GET".into(),
-                    url,
-                    attempts: 1,
-                    reason: format!(
-                        "the download broke off after {bytes} bytes: {}",
-                        error_chain(&e)
-                    ),
-                });
+                return Err(StreamError::Transfer(format!(
+                    "the download broke off after {bytes} bytes: {}",
+                    error_chain(&e)
+                )));
             }
         };
-        out.write_all(&buf[..n]).map_err(|source| Error::Sink {
-            what: what.to_string(),
-            source,
-        })?;
+        out.write_all(&buf[..n]).map_err(sink)?;
         bytes += n as u64;
     }
     if let Some(expected) = expected
         && expected != bytes
     {
-        return Err(Error::SizeMismatch {
-            what: what.to_string(),
-            url,
-            expected,
-            actual: bytes,
-        });
+        return Err(StreamError::Transfer(format!(
+            "the server sent {bytes} bytes of the {expected} it announced"
+        )));
     }
-    out.flush().map_err(|source| Error::Sink {
-        what: what.to_string(),
-        source,
-    })?;
+    out.flush().map_err(sink)?;
     Ok(Downloaded {
         bytes,
         last_modified,
@@ -222,41 +209,22 @@ fn parse_http_date(s: &str) -> Option<i64> {
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
-/// The error for a final non-200 answer, with the start of the server's text.
-fn status_error(what: &str, host: &str, resp: Response) -> Error {
+/// Why a final non-200 answer failed, with the start of the server's text.
+fn status_reason(resp: Response) -> String {
     let status = resp.status();
-    let url = display_url(resp.url());
     let mut text = Vec::new();
     let _ = resp.take(512).read_to_end(&mut text);
     let text = String::from_utf8_lossy(&text);
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let answer = Box::new(Answer {
-        what: what.to_string(),
-        host: host.to_string(),
-        method: "GET".into(),
-        url,
-        status: status.as_u16(),
-        body: ErrorBody {
-            errors: Vec::new(),
-            text: (!text.is_empty()).then_some(text),
-        },
-    });
-    if status == StatusCode::NOT_FOUND {
-        Error::NotFound(answer)
-    } else {
-        Error::Status(answer)
+    let mut reason = format!("the server answered {status}");
+    if !text.is_empty() {
+        reason.push_str(": ");
+        reason.push_str(&text);
     }
-}
-
-/// A URL that did not parse, shown without anything that looks like user info or a query.
-fn redact(url: &str) -> String {
-    let no_query = url.split(['?', '#']).next().unwrap_or(url);
-    let Some((scheme, rest)) = no_query.split_once("://") else {
-        return no_query.to_string();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{host}{path}")
+    if status == StatusCode::NOT_FOUND {
+        reason.push_str("; check the URL");
+    }
+    reason
 }
 
 #[cfg(test)]
@@ -399,11 +367,5 @@ mod tests {
         );
         assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
         assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 PST"), None);
-    }
-
-    #[test]
-    fn redacts_unparsable_urls() {
-        assert_eq!(redact("http://u:p@h:99999/x?t=1"), "http://h:99999/x");
-        assert_eq!(redact("http://h/x@y"), "http://h/x@y");
     }
 }
