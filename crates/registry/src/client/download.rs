@@ -2,8 +2,9 @@
 //! but the same TLS setup (system roots plus `certs.d/HOST/ca.crt`), user agent, timeouts and
 //! retries, and the same care that URLs in errors carry no credentials or query string.
 //!
-//! No credentials are sent (Docker's `ADD` sends none either). Redirects are followed (up to
-//! ten). A failed attempt is retried only while nothing has been written to the sink; once
+//! Registry credentials are never sent; user info written in the URL itself goes as HTTP basic
+//! auth (as curl and BuildKit do) and is redacted wherever the URL is shown. Redirects are
+//! followed (up to ten). A failed attempt is retried only while nothing has been written to the sink; once
 //! the body has started, an error ends the download (the caller discards what it has).
 
 use std::io::{Read, Write};
