@@ -34,6 +34,16 @@ const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 /// is a layout whose initialisation was interrupted or is in progress.
 const OWN_ENTRIES: &[&str] = &["oxkit", "blobs", "index.json"];
 
+/// Whether a directory without `oci-layout` (when it was looked for) is an empty one or a
+/// layout some oxkit process is still initialising: only our own entries, our marker among
+/// them. `oci-layout` itself may be listed: another process finished in between.
+fn layout_in_progress(entries: &[String]) -> bool {
+    entries
+        .iter()
+        .all(|e| OWN_ENTRIES.contains(&e.as_str()) || e == "oci-layout")
+        && (entries.is_empty() || entries.iter().any(|e| e == "oxkit"))
+}
+
 /// A handle on an OCI image layout. Cheap to clone; holds no open files.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -65,13 +75,7 @@ impl Store {
             .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
             .collect::<std::io::Result<_>>()
             .map_err(Error::io("list", &store.root))?;
-        // `oci-layout` may have appeared since it was looked for: another process finished
-        // initialising the directory in between.
-        let ours = entries
-            .iter()
-            .all(|e| OWN_ENTRIES.contains(&e.as_str()) || e == "oci-layout")
-            && (entries.is_empty() || entries.iter().any(|e| e == "oxkit"));
-        if !ours {
+        if !layout_in_progress(&entries) {
             return Err(Error::NotALayout { path: store.root });
         }
         store.ensure_dirs()?;

@@ -510,6 +510,29 @@ fn fsck_reports_missing_children_per_reference() {
     assert!(store.gc(false).is_err());
 }
 
+/// What an opener may find in a directory that has no `oci-layout` when it looks: nothing,
+/// a layout another oxkit process is making, or (a moment later) that layout finished.
+#[test]
+fn half_made_and_just_finished_layouts_are_ours() {
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(super::layout_in_progress(&[]));
+    assert!(super::layout_in_progress(&names(&["oxkit"])));
+    assert!(super::layout_in_progress(&names(&[
+        "oxkit",
+        "blobs",
+        "index.json"
+    ])));
+    assert!(super::layout_in_progress(&names(&[
+        "oxkit",
+        "blobs",
+        "index.json",
+        "oci-layout"
+    ])));
+    // Someone else's files, or our names without our marker, are not.
+    assert!(!super::layout_in_progress(&names(&["oxkit", "notes.txt"])));
+    assert!(!super::layout_in_progress(&names(&["blobs", "index.json"])));
+}
+
 /// Many openers racing to initialise one new directory all succeed: one that sees the layout
 /// half-made (its `oxkit/`, `index.json` or `oci-layout` appearing between its checks) takes
 /// it for the layout it is becoming, never for a foreign directory. (The window is narrow;
