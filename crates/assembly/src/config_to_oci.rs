@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use oxkit_spec::image_yaml::{
-    CAPABILITIES, ContainerConfig, DeviceCgroup, IdValue, Mount, Namespaces, Resources,
+    CAPABILITIES, ContainerConfig, DeviceCgroup, IdValue, Mount, Namespaces, RLIMITS, Resources,
 };
 use oxkit_store::oci::ContainerConfig as ImageConfig;
 
@@ -540,25 +540,6 @@ fn capabilities(yaml: &ContainerConfig, label: &ContainerConfig) -> Result<Capab
         ambient,
     })
 }
-
-const RLIMITS: &[&str] = &[
-    "RLIMIT_CPU",
-    "RLIMIT_FSIZE",
-    "RLIMIT_DATA",
-    "RLIMIT_STACK",
-    "RLIMIT_CORE",
-    "RLIMIT_RSS",
-    "RLIMIT_NPROC",
-    "RLIMIT_NOFILE",
-    "RLIMIT_MEMLOCK",
-    "RLIMIT_AS",
-    "RLIMIT_LOCKS",
-    "RLIMIT_SIGPENDING",
-    "RLIMIT_MSGQUEUE",
-    "RLIMIT_NICE",
-    "RLIMIT_RTPRIO",
-    "RLIMIT_RTTIME",
-];
 
 fn rlimit_value(s: &str) -> Result<u64, String> {
     let s = s.trim();

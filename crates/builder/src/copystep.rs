@@ -131,12 +131,7 @@ impl Exec<'_> {
         if let Some(empty) = self.try_cache(st, &key)? {
             return Ok((true, empty));
         }
-        self.materialize(st)?;
-        let root = st
-            .rootfs
-            .as_ref()
-            .map(|r| r.path().to_path_buf())
-            .ok_or_else(|| StepError::new("no root filesystem"))?;
+        let root = self.materialize(st)?;
         let owner = chown
             .map(|s| users::resolve_chown(s, Some(&root)))
             .transpose()?;

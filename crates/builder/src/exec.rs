@@ -7,7 +7,7 @@
 //! whatever happens.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use oxkit_sandbox::Sandbox;
@@ -550,16 +550,15 @@ impl Exec<'_> {
         Ok(false)
     }
 
-    /// Makes the stage's root filesystem current (and snapshotted).
-    pub(crate) fn materialize(&self, st: &mut StageState) -> Result<(), StepError> {
-        if st.rootfs.is_none() {
-            st.rootfs = Some(Rootfs::new(self.work.path())?);
-        }
-        if let Some(r) = st.rootfs.as_mut() {
-            r.catch_up(self.svc.store, &st.layers)?;
-            r.snapshot()?;
-        }
-        Ok(())
+    /// Makes the stage's root filesystem current (and snapshotted); returns where it is.
+    pub(crate) fn materialize(&self, st: &mut StageState) -> Result<PathBuf, StepError> {
+        let r = match &mut st.rootfs {
+            Some(r) => r,
+            rootfs => rootfs.insert(Rootfs::new(self.work.path())?),
+        };
+        r.catch_up(self.svc.store, &st.layers)?;
+        r.snapshot()?;
+        Ok(r.path().to_path_buf())
     }
 
     /// Looks a step up in the cache; on a hit the stage takes its result.
@@ -625,12 +624,7 @@ impl Exec<'_> {
         if let Some(empty) = self.try_cache(st, &key)? {
             return Ok((true, empty));
         }
-        self.materialize(st)?;
-        let root = st
-            .rootfs
-            .as_ref()
-            .map(|r| r.path().to_path_buf())
-            .ok_or_else(|| StepError::new("no root filesystem"))?;
+        let root = self.materialize(st)?;
         let host = fsutil::resolve_in_root(&root, wd, true)?;
         fsutil::mkdir_all(&host, 0o755, None)?;
         let empty = self.finish_step(st, &key)?;
@@ -649,14 +643,10 @@ impl Exec<'_> {
                 let mut dep = self.done[j].take().ok_or_else(|| {
                     StepError::new(format!("{} was not built", graph::name(self.df, j)))
                 })?;
-                let r = self.materialize(&mut dep);
-                let out = dep
-                    .rootfs
-                    .as_ref()
-                    .map(|r| (dep.key.clone(), r.path().to_path_buf()));
+                let root = self.materialize(&mut dep);
+                let key = dep.key.clone();
                 self.done[j] = Some(dep);
-                r?;
-                out.ok_or_else(|| StepError::new("no root filesystem"))
+                Ok((key, root?))
             }
             Base::Scratch => Err(StepError::new("cannot copy from scratch")),
             Base::Image(text) => {
@@ -745,11 +735,4 @@ pub(crate) fn run_env(st: &StageState, proxies: &[(String, String)]) -> Vec<Stri
 pub(crate) fn run_context(st: &StageState) -> (String, Option<String>, Vec<String>) {
     let user = (!st.config.user.is_empty()).then(|| st.config.user.clone());
     (st.workdir(), user, st.shell())
-}
-
-pub(crate) fn root_of(st: &StageState) -> Result<&Path, StepError> {
-    st.rootfs
-        .as_ref()
-        .map(|r| r.path())
-        .ok_or_else(|| StepError::new("no root filesystem"))
 }

@@ -19,7 +19,7 @@ use crate::BuildEvent;
 use crate::cache;
 use crate::copy::{self, CopyOptions, Item};
 use crate::error::{BuildError, StepError, io_step};
-use crate::exec::{Exec, RunError, StageState, root_of, run_context, run_env};
+use crate::exec::{Exec, RunError, StageState, run_context, run_env};
 use crate::fsutil;
 use crate::tree::{self, DirTree, Tree};
 
@@ -210,8 +210,7 @@ impl Exec<'_> {
         if let Some(empty) = self.try_cache(st, &key)? {
             return Ok((true, empty, history));
         }
-        self.materialize(st)?;
-        let root = root_of(st)?.to_path_buf();
+        let root = self.materialize(st)?;
 
         let scratch = self.work.path().join(format!("run-{}", self.step));
         let mut spec = RunSpec::new(&root, argv.clone());

@@ -177,47 +177,34 @@ pub(crate) fn find_arch_images(
     known: &[Descriptor],
 ) -> Result<Vec<ArchImage>> {
     let tag = index_ref.tag().unwrap_or("latest");
-    let found: Vec<Result<Option<ArchImage>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = arches
-            .iter()
-            .map(|arch| {
-                s.spawn(move || -> Result<Option<ArchImage>> {
-                    let r = retag(index_ref, &format!("{tag}-{arch}"))?;
-                    let Some(mut d) = remote
-                        .head(&r)
-                        .map_err(PublishError::registry(format!("check {r}")))?
-                    else {
-                        return Ok(None);
-                    };
-                    if !mt::is_manifest(&d.media_type) {
-                        // A TAG-ARCH that is itself an index is not one architecture's image.
-                        tracing::debug!("{r} is {}, not an image manifest; ignored", d.media_type);
-                        return Ok(None);
-                    }
-                    d.platform = known
-                        .iter()
-                        .find(|k| k.digest == d.digest && k.platform.is_some())
-                        .and_then(|k| k.platform.clone())
-                        .or_else(|| Platform::linux(arch).ok());
-                    Ok(Some(ArchImage {
-                        arch: arch.clone(),
-                        descriptor: d,
-                    }))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(PublishError::Reference {
-                        reference: index_ref.to_string(),
-                        reason: "a registry check panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
+    let found = crate::parallel::each(
+        arches,
+        |_| index_ref.to_string(),
+        "a registry check",
+        |arch| -> Result<Option<ArchImage>> {
+            let r = retag(index_ref, &format!("{tag}-{arch}"))?;
+            let Some(mut d) = remote
+                .head(&r)
+                .map_err(PublishError::registry(format!("check {r}")))?
+            else {
+                return Ok(None);
+            };
+            if !mt::is_manifest(&d.media_type) {
+                // A TAG-ARCH that is itself an index is not one architecture's image.
+                tracing::debug!("{r} is {}, not an image manifest; ignored", d.media_type);
+                return Ok(None);
+            }
+            d.platform = known
+                .iter()
+                .find(|k| k.digest == d.digest && k.platform.is_some())
+                .and_then(|k| k.platform.clone())
+                .or_else(|| Platform::linux(arch).ok());
+            Ok(Some(ArchImage {
+                arch: arch.clone(),
+                descriptor: d,
+            }))
+        },
+    );
     let mut out = Vec::new();
     for f in found {
         if let Some(a) = f? {

@@ -72,6 +72,7 @@ pub mod depends;
 mod error;
 mod evidence;
 mod index;
+mod parallel;
 mod push;
 mod remote;
 mod signing;

@@ -14,7 +14,7 @@ use oxkit_registry::{BlobSource, BlobUpload, Pushed};
 use oxkit_source::Package;
 use oxkit_spec::{Digest, Platform, Reference};
 use oxkit_store::Store;
-use oxkit_store::oci::{Descriptor, DocumentKind, media_type as mt, sniff};
+use oxkit_store::oci::{Descriptor, document_media_type, media_type as mt};
 
 use crate::error::{PublishError, Result};
 use crate::index::{ArchImage, IndexOutcome, Start, publish_index, publish_release};
@@ -123,33 +123,20 @@ pub(crate) fn plan(
     pkg: &Package,
     platforms: &[Platform],
 ) -> Result<RemotePlan> {
-    let found: Vec<Result<Option<Descriptor>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = platforms
-            .iter()
-            .map(|p| {
-                s.spawn(move || {
-                    let r = pkg.arch_reference(p.arch())?;
-                    // GET rather than HEAD: manifests are small, and a refusal then carries
-                    // the registry's own message (a HEAD answer has no body).
-                    remote
-                        .get(&r)
-                        .map(|m| m.map(|m| m.descriptor()))
-                        .map_err(PublishError::registry(format!("check {r}")))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(PublishError::Reference {
-                        reference: pkg.name(),
-                        reason: "a registry check panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
+    let found = crate::parallel::each(
+        platforms,
+        |_| pkg.name(),
+        "a registry check",
+        |p| {
+            let r = pkg.arch_reference(p.arch())?;
+            // GET rather than HEAD: manifests are small, and a refusal then carries the
+            // registry's own message (a HEAD answer has no body).
+            remote
+                .get(&r)
+                .map(|m| m.map(|m| m.descriptor()))
+                .map_err(PublishError::registry(format!("check {r}")))
+        },
+    );
     let mut present = Vec::new();
     let mut missing = Vec::new();
     for (p, f) in platforms.iter().zip(found) {
@@ -179,36 +166,6 @@ struct LocalImage {
     platform: Platform,
     remote: Reference,
     top: Descriptor,
-}
-
-fn is_document(store: &Store, d: &Descriptor) -> Result<bool> {
-    if mt::is_index(&d.media_type) || mt::is_manifest(&d.media_type) {
-        return Ok(true);
-    }
-    if d.media_type.ends_with("+json") && !mt::is_config(&d.media_type) && d.size < (4 << 20) {
-        let bytes = store
-            .read_blob(&d.digest)
-            .map_err(PublishError::store(format!("read {}", d.digest)))?;
-        return Ok(matches!(
-            sniff(&bytes),
-            DocumentKind::Index | DocumentKind::Manifest
-        ));
-    }
-    Ok(false)
-}
-
-/// The media type to put a manifest with: its own `mediaType`, else the descriptor's.
-fn document_media_type(bytes: &[u8], d: &Descriptor) -> String {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(rename = "mediaType", default)]
-        media_type: Option<String>,
-    }
-    serde_json::from_slice::<Probe>(bytes)
-        .ok()
-        .and_then(|p| p.media_type)
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| d.media_type.clone())
 }
 
 #[derive(Default)]
@@ -241,7 +198,10 @@ fn push_images(
                 img.remote
             )))?;
         for d in blobs {
-            if is_document(store, &d)? {
+            if store
+                .is_document(&d)
+                .map_err(PublishError::store(format!("read {}", d.digest)))?
+            {
                 docs.push((i, d));
                 continue;
             }

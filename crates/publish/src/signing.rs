@@ -228,24 +228,12 @@ pub(crate) fn sign_all(
     annotations: &BTreeMap<String, String>,
     events: &dyn EventSink,
 ) -> Result<Vec<SignOutcome>> {
-    let results: Vec<Result<SignOutcome>> = std::thread::scope(|s| {
-        let handles: Vec<_> = digests
-            .iter()
-            .map(|d| s.spawn(move || sign_digest(remote, repo, d, key, annotations, events)))
-            .collect();
-        handles
-            .into_iter()
-            .zip(digests)
-            .map(|(h, d)| {
-                h.join().unwrap_or_else(|_| {
-                    Err(PublishError::Reference {
-                        reference: format!("{}@{d}", repo.name()),
-                        reason: "signing panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
+    let results = crate::parallel::each(
+        digests,
+        |d| format!("{}@{d}", repo.name()),
+        "signing",
+        |d| sign_digest(remote, repo, d, key, annotations, events),
+    );
     results.into_iter().collect()
 }
 

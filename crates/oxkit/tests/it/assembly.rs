@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{Env, Registry, busybox_rootfs, require_tool, run_fail, run_ok};
+use crate::support::{Env, Registry, busybox_rootfs, cosign, require_tool, run_fail, run_ok};
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/tests/fixtures/linuxkit-corpus")
@@ -814,20 +814,6 @@ fn oci_volume_is_an_oci_layout_of_the_chosen_platforms() {
         "{e}"
     );
     assert!(!out.join("c.tar").exists());
-}
-
-/// cosign with its own HOME and TUF root, offline.
-fn cosign(env: &Env, password: &str) -> Command {
-    let home = env.path().join("cosign-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(require_tool("cosign"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("TUF_ROOT", home.join("tuf"))
-        .env("COSIGN_PASSWORD", password)
-        .current_dir(env.path());
-    cmd
 }
 
 #[test]

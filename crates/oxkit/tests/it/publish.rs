@@ -17,21 +17,7 @@ use oxkit_registry::{Client, ClientOptions};
 use oxkit_spec::{Digest, Reference};
 use oxkit_store::oci::{ImageIndex, media_type as mt};
 
-use crate::support::{Env, Registry, RegistryOpts, require_tool, run_fail, run_ok};
-
-/// cosign with its own HOME and TUF root so it never reaches the network or the caller's files.
-pub(crate) fn cosign(env: &Env, password: &str) -> Command {
-    let home = env.path().join("cosign-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(require_tool("cosign"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("TUF_ROOT", home.join("tuf"))
-        .env("COSIGN_PASSWORD", password)
-        .current_dir(env.path());
-    cmd
-}
+use crate::support::{Env, Registry, RegistryOpts, cosign, require_tool, run_fail, run_ok};
 
 /// `cosign verify --key KEY REF`, offline; its JSON payloads on success.
 pub(crate) fn cosign_verify(

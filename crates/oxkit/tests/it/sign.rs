@@ -19,24 +19,10 @@ use oxkit_sign::{
 use oxkit_spec::digest::Digest;
 use oxkit_spec::reference::Reference;
 
-use crate::support::{Env, Registry, require_tool, run_fail, run_ok};
+use crate::support::{Env, Registry, cosign, require_tool, run_fail, run_ok};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-/// cosign with its own HOME and TUF root so it never touches the network or the caller's files.
-fn cosign(env: &Env, password: &str) -> Command {
-    let home = env.path().join("cosign-home");
-    std::fs::create_dir_all(&home).expect("cosign home");
-    let mut cmd = Command::new(require_tool("cosign"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &home)
-        .env("TUF_ROOT", home.join("tuf"))
-        .env("COSIGN_PASSWORD", password)
-        .current_dir(env.path());
-    cmd
-}
 
 fn pw(s: &str) -> Passphrase {
     Passphrase::from(s.to_string())

@@ -53,6 +53,21 @@ impl Env {
     }
 }
 
+/// cosign with its own HOME and TUF root, so it never reaches the network or the caller's
+/// files; the key passphrase (if any) in `COSIGN_PASSWORD`.
+pub fn cosign(env: &Env, password: &str) -> Command {
+    let home = env.path().join("cosign-home");
+    std::fs::create_dir_all(&home).expect("cosign home");
+    let mut cmd = Command::new(require_tool("cosign"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &home)
+        .env("TUF_ROOT", home.join("tuf"))
+        .env("COSIGN_PASSWORD", password)
+        .current_dir(env.path());
+    cmd
+}
+
 /// Runs a command, panicking with its output if it fails. Returns stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd

@@ -9,7 +9,8 @@ use oxkit_spec::image_yaml::ImageYaml;
 use oxkit_spec::{Digest, Reference};
 use oxkit_store::oci::media_type as mt;
 
-use crate::publish::{client, cosign, oxkit_key, package, push_json, show_tag};
+use crate::publish::{client, oxkit_key, package, push_json, show_tag};
+use crate::support::cosign;
 use crate::support::{Env, Registry, run_fail, run_ok};
 
 /// The digest `r` names in the registry.

@@ -3,48 +3,11 @@
 
 use oxkit_spec::Reference;
 use oxkit_store::Store;
-use oxkit_store::oci::{Descriptor, DocumentKind, media_type as mt, sniff};
+use oxkit_store::oci::{Descriptor, document_media_type, media_type as mt};
 
 use super::PushReport;
 use crate::client::{BlobSource, BlobUpload, Client, Pushed};
 use crate::error::{Error, Result};
-
-/// Whether a descriptor is a manifest or index (pushed as a manifest) rather than a blob.
-fn is_document(store: &Store, d: &Descriptor) -> Result<bool> {
-    if mt::is_index(&d.media_type) || mt::is_manifest(&d.media_type) {
-        return Ok(true);
-    }
-    if d.media_type.ends_with("+json") && !mt::is_config(&d.media_type) && d.size < (4 << 20) {
-        let bytes = store.read_blob(&d.digest)?;
-        return Ok(matches!(
-            sniff(&bytes),
-            DocumentKind::Index | DocumentKind::Manifest
-        ));
-    }
-    Ok(false)
-}
-
-/// The media type to send with a manifest: its own `mediaType` when it has one (registries
-/// check that they agree), else the descriptor's.
-fn document_media_type(bytes: &[u8], d: &Descriptor) -> String {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Probe {
-        #[serde(default)]
-        media_type: Option<String>,
-    }
-    serde_json::from_slice::<Probe>(bytes)
-        .ok()
-        .and_then(|p| p.media_type)
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| match sniff(bytes) {
-            DocumentKind::Index if !mt::is_index(&d.media_type) => mt::OCI_INDEX.to_string(),
-            DocumentKind::Manifest if !mt::is_manifest(&d.media_type) => {
-                mt::OCI_MANIFEST.to_string()
-            }
-            _ => d.media_type.clone(),
-        })
-}
 
 /// Pushes the image `local` names in `store` to `remote` (its tag, `latest` when it has
 /// neither tag nor digest). Blobs the registry has are skipped; blobs of an image that came
@@ -85,7 +48,7 @@ pub fn push(
             Vec::new()
         };
     for d in store.image_blobs(&top)? {
-        if is_document(store, &d)? {
+        if store.is_document(&d)? {
             documents.push(d);
             continue;
         }

@@ -25,7 +25,7 @@ pub use resources::{
     ThrottleDevice, WeightDevice,
 };
 pub use trust::{DEFAULT_KEY, TrustConfig, TrustKey, TrustName, TrustPolicy, TrustRule};
-pub use validate::CAPABILITIES;
+pub use validate::{CAPABILITIES, RLIMITS};
 
 use crate::reference::Reference;
 use crate::yaml::{SourceLoc, SpecError};

@@ -64,7 +64,7 @@ pub const CAPABILITIES: &[&str] = &[
 ];
 
 /// The resource limits LinuxKit accepts in `rlimits`.
-const RLIMITS: &[&str] = &[
+pub const RLIMITS: &[&str] = &[
     "RLIMIT_CPU",
     "RLIMIT_FSIZE",
     "RLIMIT_DATA",

@@ -101,6 +101,30 @@ impl ImageIndex {
     }
 }
 
+/// The media type to send a manifest or index with: its own `mediaType` when it has one
+/// (registries check that they agree), else what its shape says, else the descriptor's.
+pub fn document_media_type(bytes: &[u8], d: &Descriptor) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        #[serde(default)]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Probe>(bytes)
+        .ok()
+        .and_then(|p| p.media_type)
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| match sniff(bytes) {
+            DocumentKind::Index if !media_type::is_index(&d.media_type) => {
+                media_type::OCI_INDEX.to_string()
+            }
+            DocumentKind::Manifest if !media_type::is_manifest(&d.media_type) => {
+                media_type::OCI_MANIFEST.to_string()
+            }
+            _ => d.media_type.clone(),
+        })
+}
+
 /// What a JSON blob is, judged by its `mediaType` field or, failing that, its shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocumentKind {

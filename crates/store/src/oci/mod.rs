@@ -14,7 +14,7 @@ mod serde_util;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs, normalize_platform};
 pub use descriptor::{ANNOTATION_CREATED, ANNOTATION_REF_NAME, Descriptor};
-pub use manifest::{DocumentKind, ImageIndex, ImageManifest, sniff};
+pub use manifest::{DocumentKind, ImageIndex, ImageManifest, document_media_type, sniff};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

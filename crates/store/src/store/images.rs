@@ -308,3 +308,24 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Store {
+    /// Whether `d` is pushed as a manifest (an image manifest or index, by media type, or a
+    /// small `+json` document that is shaped like one) rather than as a blob.
+    pub fn is_document(&self, d: &Descriptor) -> Result<bool> {
+        if media_type::is_index(&d.media_type) || media_type::is_manifest(&d.media_type) {
+            return Ok(true);
+        }
+        if d.media_type.ends_with("+json")
+            && !media_type::is_config(&d.media_type)
+            && d.size < (4 << 20)
+        {
+            let bytes = self.read_blob(&d.digest)?;
+            return Ok(matches!(
+                oci::sniff(&bytes),
+                DocumentKind::Index | DocumentKind::Manifest
+            ));
+        }
+        Ok(false)
+    }
+}
