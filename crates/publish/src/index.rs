@@ -276,6 +276,28 @@ pub(crate) fn publish_index(
     start: Start,
     events: &dyn EventSink,
 ) -> Result<IndexOutcome> {
+    publish_index_with(remote, index_ref, ours, also_search, start, events, &|_| {})
+}
+
+/// An index [`publish_index_with`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IndexWrite {
+    /// About to be written (it may still fail).
+    Writing(Digest),
+    /// Written, not yet verified (the index the outcome names is most likely the last one).
+    Written(Digest),
+}
+
+/// [`publish_index`], telling `on_write` about each index it writes.
+pub(crate) fn publish_index_with(
+    remote: &dyn Remote,
+    index_ref: &Reference,
+    ours: &[ArchImage],
+    also_search: &[Platform],
+    start: Start,
+    events: &dyn EventSink,
+    on_write: &(dyn Fn(IndexWrite) + Sync),
+) -> Result<IndexOutcome> {
     let policy = backoff();
     // `verifying`: the round after a write, which checks it; `wrote`: for the report.
     let mut verifying = false;
@@ -354,11 +376,14 @@ pub(crate) fn publish_index(
         let merged = merge(&existing, &found);
         let bytes = oci::to_canonical_json(&ImageIndex::new(merged))
             .map_err(PublishError::store(format!("encode the index {index_ref}")))?;
-        remote
-            .put(index_ref, mt::OCI_INDEX, &bytes)
-            .map_err(PublishError::registry(format!(
-                "write the index {index_ref}"
-            )))?;
+        on_write(IndexWrite::Writing(Digest::sha256(&bytes)));
+        let digest =
+            remote
+                .put(index_ref, mt::OCI_INDEX, &bytes)
+                .map_err(PublishError::registry(format!(
+                    "write the index {index_ref}"
+                )))?;
+        on_write(IndexWrite::Written(digest));
         verifying = true;
         wrote = true;
     }
@@ -487,4 +512,4 @@ fn release_arch_tags(
 
 #[cfg(test)]
 #[path = "index_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -197,7 +197,12 @@ fn a_single_manifest_under_the_tag_becomes_an_entry() {
 
 /// Another machine pushes `arch` at the worst moment: its TAG-ARCH lands and it writes an
 /// index over only its own image, which it merged from a read made before our write.
-fn rival(index: Reference, arch: &'static str, when: Op, nth: usize) -> crate::remote::fake::Hook {
+pub(crate) fn rival(
+    index: Reference,
+    arch: &'static str,
+    when: Op,
+    nth: usize,
+) -> crate::remote::fake::Hook {
     let count = AtomicUsize::new(0);
     let done = Mutex::new(false);
     Box::new(move |st: &mut State, op: Op, r: &Reference| {

@@ -173,14 +173,14 @@ impl Publisher<'_> {
             None => None,
         };
         let signatures = match key {
-            Some(k) => signing::sign_all(
+            Some(k) => vec![signing::sign_digest(
                 self.client,
                 pkg.reference(),
-                std::slice::from_ref(&index.digest),
+                &index.digest,
                 k,
                 &push::package_annotations(pkg),
                 self.events,
-            )?,
+            )?],
             None => Vec::new(),
         };
         Ok(ManifestReport {

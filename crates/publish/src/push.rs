@@ -6,6 +6,8 @@
 //!
 //! Blobs of all architectures go up in one batch (the client uploads several at once and skips
 //! what the registry has); manifests follow, children before the manifests naming them.
+//! Signing runs beside that rather than after it: the architectures are signed while their
+//! blobs upload, and the index while it is written and checked (see `publish`, `index_step`).
 //! Building is the caller's business (between `plan` and `publish`); this module never builds.
 
 use std::collections::BTreeMap;
@@ -17,11 +19,13 @@ use oxkit_store::Store;
 use oxkit_store::oci::{Descriptor, document_media_type, media_type as mt};
 
 use crate::error::{PublishError, Result};
-use crate::index::{ArchImage, IndexOutcome, Start, publish_index, publish_release};
+use crate::index::{
+    ArchImage, IndexOutcome, IndexWrite, Start, publish_index_with, publish_release,
+};
 use crate::remote::{Remote, put_after_blobs, retag};
 use crate::signing::{
-    ANNOTATION_PACKAGE_COMMIT, ANNOTATION_PACKAGE_HASH, KeySource, SignOutcome, sign_all,
-    sign_digest,
+    ANNOTATION_PACKAGE_COMMIT, ANNOTATION_PACKAGE_HASH, KeySource, Prepared, SignOutcome, prepare,
+    sign_all, sign_digest,
 };
 use crate::{EventSink, PublishEvent, Publisher};
 
@@ -30,9 +34,10 @@ use crate::{EventSink, PublishEvent, Publisher};
 pub struct PushOptions<'a> {
     /// Also publish the index as `ORG/IMAGE:NAME` (and `NAME-ARCH`).
     pub release: Option<&'a str>,
-    /// Sign with this key; `None` does not sign. The private key is asked for after the
-    /// blobs are uploaded and before any manifest is, so it can be decrypted meanwhile and a
-    /// key that cannot be unlocked stops the push before anything is tagged.
+    /// Sign with this key; `None` does not sign. The private key is asked for as the blobs
+    /// start uploading (so it can be decrypted meanwhile), and must be unlocked before any
+    /// manifest goes up: a key that cannot be unlocked stops the push before anything is
+    /// tagged.
     pub key: Option<&'a dyn KeySource>,
 }
 
@@ -176,20 +181,24 @@ struct Counts {
     manifests: usize,
 }
 
-/// Pushes store images to their remote references: every blob in one batch, then (after
-/// `before_manifests` agrees) the manifests, children first.
-fn push_images(
-    remote: &dyn Remote,
-    store: &Store,
-    images: &[LocalImage],
-    before_manifests: &dyn Fn() -> Result<()>,
-) -> Result<Counts> {
-    let mut counts = Counts::default();
-    let Some(first) = images.first() else {
-        return Ok(counts);
+/// The blobs of images uploaded, and the manifests still to put.
+struct Uploaded {
+    counts: Counts,
+    uploads: Vec<BlobUpload>,
+    /// Each image's manifests (by index into the images), parents first.
+    docs: Vec<(usize, Descriptor)>,
+}
+
+/// Uploads every blob of `images` in one batch (the manifests are put by [`put_manifests`]).
+fn upload_blobs(remote: &dyn Remote, store: &Store, images: &[LocalImage]) -> Result<Uploaded> {
+    let mut up = Uploaded {
+        counts: Counts::default(),
+        uploads: Vec::new(),
+        docs: Vec::new(),
     };
-    let mut uploads: Vec<BlobUpload> = Vec::new();
-    let mut docs: Vec<(usize, Descriptor)> = Vec::new();
+    let Some(first) = images.first() else {
+        return Ok(up);
+    };
     for (i, img) in images.iter().enumerate() {
         let blobs = store
             .image_blobs(&img.top)
@@ -202,40 +211,51 @@ fn push_images(
                 .is_document(&d)
                 .map_err(PublishError::store(format!("read {}", d.digest)))?
             {
-                docs.push((i, d));
+                up.docs.push((i, d));
                 continue;
             }
             if mt::is_non_distributable(&d.media_type)
-                || uploads.iter().any(|u| u.digest == d.digest)
+                || up.uploads.iter().any(|u| u.digest == d.digest)
             {
                 continue;
             }
-            uploads.push(BlobUpload {
+            up.uploads.push(BlobUpload {
                 digest: d.digest.clone(),
                 size: d.size,
                 source: BlobSource::File(store.blob_path(&d.digest)),
                 mount_from: Vec::new(),
+                check_exists: true,
             });
         }
     }
-    let outcomes = remote
-        .push_blobs(&first.remote, &uploads)
-        .map_err(PublishError::registry(format!(
-            "upload the blobs of {}",
-            first.remote.name()
-        )))?;
-    for (u, o) in uploads.iter().zip(&outcomes) {
+    let outcomes =
+        remote
+            .push_blobs(&first.remote, &up.uploads)
+            .map_err(PublishError::registry(format!(
+                "upload the blobs of {}",
+                first.remote.name()
+            )))?;
+    for (u, o) in up.uploads.iter().zip(&outcomes) {
         match o {
             Pushed::Transferred => {
-                counts.uploaded += 1;
-                counts.uploaded_bytes += u.size;
+                up.counts.uploaded += 1;
+                up.counts.uploaded_bytes += u.size;
             }
-            Pushed::Mounted | Pushed::AlreadyThere => counts.existing += 1,
+            Pushed::Mounted | Pushed::AlreadyThere => up.counts.existing += 1,
         }
     }
-    before_manifests()?;
+    Ok(up)
+}
+
+/// Puts the manifests of `images` (their blobs are up), children first.
+fn put_manifests(
+    remote: &dyn Remote,
+    store: &Store,
+    images: &[LocalImage],
+    up: &mut Uploaded,
+) -> Result<()> {
     // `image_blobs` lists parents first: reversed, each manifest follows what it names.
-    for (i, d) in docs.iter().rev() {
+    for (i, d) in up.docs.iter().rev() {
         let img = &images[*i];
         let bytes = store
             .read_blob(&d.digest)
@@ -250,12 +270,22 @@ fn push_images(
             &target,
             &document_media_type(&bytes, d),
             &bytes,
-            &uploads,
+            &up.uploads,
         )
         .map_err(PublishError::registry(format!("push {target}")))?;
-        counts.manifests += 1;
+        up.counts.manifests += 1;
     }
-    Ok(counts)
+    Ok(())
+}
+
+/// Joins a scoped thread, its panic an error about `reference`.
+fn joined<T>(h: std::thread::ScopedJoinHandle<'_, Result<T>>, reference: &str) -> Result<T> {
+    h.join().unwrap_or_else(|_| {
+        Err(PublishError::Reference {
+            reference: reference.to_string(),
+            reason: "signing panicked".into(),
+        })
+    })
 }
 
 /// The index, the release and the index's signature.
@@ -274,37 +304,89 @@ fn index_step(
     signed_already: &[Digest],
     annotations: &BTreeMap<String, String>,
 ) -> Result<IndexStep> {
-    let index = publish_index(
-        remote,
-        pkg.reference(),
-        ours,
-        &pkg.spec.platforms(),
-        Start::TrustComplete,
-        events,
-    )?;
-    let release = match opts.release {
-        Some(name) => {
-            let rel = retag(pkg.reference(), name)?;
-            let d = publish_release(remote, pkg.reference(), &rel, &index, events)?;
-            Some((rel.to_string(), d))
-        }
-        None => None,
-    };
-    let signature = match opts.key {
-        Some(key) if !signed_already.contains(&index.digest) => Some(sign_digest(
+    // The signature of each index written is made (key, blobs) while the index is written,
+    // and written as soon as the index is, while the index is verified: when the
+    // verification keeps the index (no other writer), its signature is there already. An
+    // index that another writer's replaces keeps a signature it no longer needs, which is
+    // harmless: it is still what this key's holder published.
+    let (write_tx, write_rx) = std::sync::mpsc::channel::<IndexWrite>();
+    std::thread::scope(|s| {
+        let signer = opts.key.map(|key| {
+            s.spawn(move || {
+                let mut prepared: Vec<Prepared<'_>> = Vec::new();
+                let mut signed = Vec::new();
+                for w in write_rx {
+                    match w {
+                        IndexWrite::Writing(d) if !signed_already.contains(&d) => {
+                            // A failure shows again (or not) when the digest is signed anew.
+                            if let Ok(p) =
+                                prepare(remote, pkg.reference(), &d, key, annotations, events)
+                            {
+                                prepared.push(p);
+                            }
+                        }
+                        IndexWrite::Writing(_) => {}
+                        IndexWrite::Written(d) => {
+                            if let Some(i) = prepared.iter().position(|p| p.digest() == &d) {
+                                let outcome = prepared.swap_remove(i).commit();
+                                signed.push((d, outcome));
+                            }
+                        }
+                    }
+                }
+                Ok(signed)
+            })
+        });
+        let index = publish_index_with(
             remote,
             pkg.reference(),
-            &index.digest,
-            key,
-            annotations,
+            ours,
+            &pkg.spec.platforms(),
+            Start::TrustComplete,
             events,
-        )?),
-        _ => None,
-    };
-    Ok(IndexStep {
-        index,
-        release,
-        signature,
+            &|w| {
+                // Not signing: nothing listens.
+                let _ = write_tx.send(w);
+            },
+        );
+        drop(write_tx);
+        let signed = match signer {
+            Some(h) => joined(h, &pkg.name())?,
+            None => Vec::new(),
+        };
+        let index = index?;
+        let release = match opts.release {
+            Some(name) => {
+                let rel = retag(pkg.reference(), name)?;
+                let d = publish_release(remote, pkg.reference(), &rel, &index, events)?;
+                Some((rel.to_string(), d))
+            }
+            None => None,
+        };
+        let signature = match opts.key {
+            Some(key) if !signed_already.contains(&index.digest) => {
+                let done = signed.into_iter().find(|(d, _)| d == &index.digest);
+                Some(match done {
+                    Some((_, Ok(outcome))) => outcome,
+                    // Not written by us (complete already, or another writer's), or its
+                    // signing failed: sign what the registry holds.
+                    _ => sign_digest(
+                        remote,
+                        pkg.reference(),
+                        &index.digest,
+                        key,
+                        annotations,
+                        events,
+                    )?,
+                })
+            }
+            _ => None,
+        };
+        Ok(IndexStep {
+            index,
+            release,
+            signature,
+        })
     })
 }
 
@@ -344,19 +426,9 @@ pub(crate) fn publish(
             top,
         });
     }
-    // Nothing becomes visible until the key (decrypted meanwhile, perhaps) is unlocked.
-    let key_ready = || match opts.key {
-        Some(k) => k.signing_key().map(|_| ()).map_err(PublishError::Key),
-        None => Ok(()),
-    };
-    let counts = push_images(remote, store, &images, &key_ready)?;
     let mut arches = Vec::new();
     let mut ours = Vec::new();
     for img in &images {
-        events.event(PublishEvent::ArchPushed {
-            reference: img.remote.to_string(),
-            digest: img.top.digest.clone(),
-        });
         arches.push(ArchReport {
             platform: img.platform.clone(),
             reference: img.remote.to_string(),
@@ -390,10 +462,13 @@ pub(crate) fn publish(
     arches.sort_by(|a, b| a.platform.cmp(&b.platform));
     let annotations = package_annotations(pkg);
     let arch_digests: Vec<Digest> = arches.iter().map(|a| a.digest.clone()).collect();
-    // The architectures' signatures do not depend on the index: they are made while it is
-    // merged, and only the index's own signature waits for it.
-    let (step, signatures) = std::thread::scope(|s| {
-        let arch_signing = opts.key.map(|key| {
+    let (counts, step, signatures) = std::thread::scope(|s| -> Result<_> {
+        // The architectures' digests are known from the store: they are signed while the
+        // blobs upload (and the manifests go up, and the index is merged), so signing adds
+        // little but the index's signature to the push. A push
+        // that fails later may leave signatures of images it did not finish pushing; they
+        // verify once the image is there (the retry finds them signed already).
+        let signing = opts.key.map(|key| {
             s.spawn(|| {
                 sign_all(
                     remote,
@@ -405,6 +480,21 @@ pub(crate) fn publish(
                 )
             })
         });
+        let mut uploaded = upload_blobs(remote, store, &images)?;
+        // No image is tagged until the key is unlocked: a key that cannot be stops the push
+        // before that (even when every signature exists already).
+        if let Some(k) = opts.key
+            && !images.is_empty()
+        {
+            k.signing_key().map_err(PublishError::Key)?;
+        }
+        put_manifests(remote, store, &images, &mut uploaded)?;
+        for img in &images {
+            events.event(PublishEvent::ArchPushed {
+                reference: img.remote.to_string(),
+                digest: img.top.digest.clone(),
+            });
+        }
         let step = index_step(
             remote,
             events,
@@ -414,23 +504,18 @@ pub(crate) fn publish(
             &arch_digests,
             &annotations,
         );
-        let signatures = match arch_signing {
-            Some(h) => h.join().unwrap_or_else(|_| {
-                Err(PublishError::Reference {
-                    reference: pkg.name(),
-                    reason: "signing panicked".into(),
-                })
-            }),
+        let signatures = match signing {
+            Some(h) => joined(h, &pkg.name()),
             None => Ok(Vec::new()),
         };
-        (step, signatures)
-    });
+        Ok((uploaded.counts, step?, signatures?))
+    })?;
     let IndexStep {
         index,
         release,
         signature,
-    } = step?;
-    let mut signatures = signatures?;
+    } = step;
+    let mut signatures = signatures;
     signatures.extend(signature);
     Ok(PackageReport {
         name: pkg.name(),

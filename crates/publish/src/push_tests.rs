@@ -182,3 +182,50 @@ fn a_key_that_cannot_be_unlocked_stops_the_push_before_anything_is_tagged() {
     assert_eq!(st.puts, 0, "a manifest was put");
     assert!(st.tags.is_empty());
 }
+
+#[test]
+fn the_index_another_writer_made_us_rewrite_is_the_one_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(&tmp.path().join("pkg"), "reg.example/me", &["amd64"]);
+    let store = store_with(tmp.path(), &pkg, &["amd64"]);
+    let fake = Fake::default();
+    // Reads of the index: 1 = our merge, 2 = the check of our write, just before which
+    // another machine writes an index over only its arm64 image: we merge and write again.
+    fake.set_hook(crate::index::tests::rival(
+        pkg.reference().clone(),
+        "arm64",
+        fake::Op::Get,
+        2,
+    ));
+    let key = SigningKey::generate();
+    let opts = PushOptions {
+        release: None,
+        key: Some(&key),
+    };
+    let plan = plan(&fake, &pkg, &platforms(&["amd64"])).unwrap();
+    let report = publish(&fake, &store, &NoEvents, &pkg, &plan, &opts).unwrap();
+    assert!(report.index.attempts >= 3, "{:?}", report.index);
+    let st = fake.state();
+    let final_index = st.tags[&fake::key(pkg.reference())].clone();
+    let arches: Vec<String> = arch_digests(&entries(&st, pkg.reference()))
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect();
+    drop(st);
+    assert_eq!(arches, ["amd64", "arm64"]);
+    assert_eq!(report.index.digest, final_index);
+    let outcome = report
+        .signatures
+        .iter()
+        .find(|s| s.digest == final_index)
+        .expect("the final index is signed");
+    assert!(outcome.added);
+    let tag_ref = pkg
+        .reference()
+        .with_tag(&oxkit_sign::signature_tag(&final_index))
+        .unwrap();
+    let (_, manifest) = fake.tagged(&tag_ref).unwrap();
+    let img =
+        SignatureImage::fetch(&manifest, |l| fake.get_blob(pkg.reference(), &l.digest)).unwrap();
+    img.verify(&final_index, &key.public_key()).unwrap();
+}

@@ -124,6 +124,191 @@ fn unlock<'k>(key: &'k dyn KeySource, public: &PublicKey) -> Result<&'k SigningK
     Ok(k)
 }
 
+/// Signing one digest: its signature tag, payload and key, and the signature once made.
+struct Job<'a> {
+    remote: &'a dyn Remote,
+    key: &'a dyn KeySource,
+    events: &'a dyn EventSink,
+    repo: Reference,
+    digest: Digest,
+    tag: String,
+    tag_ref: Reference,
+    image_ref: Reference,
+    payload: Vec<u8>,
+    public: PublicKey,
+    signature: Option<Vec<u8>>,
+}
+
+/// A signature image with ours appended, its new blobs uploaded, not yet written to the tag.
+struct Staged {
+    manifest: Vec<u8>,
+    media_type: String,
+    uploads: Vec<BlobUpload>,
+}
+
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: MAX_ATTEMPTS,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(800),
+    }
+}
+
+impl<'a> Job<'a> {
+    fn new(
+        remote: &'a dyn Remote,
+        repo: &Reference,
+        digest: &Digest,
+        key: &'a dyn KeySource,
+        annotations: &BTreeMap<String, String>,
+        events: &'a dyn EventSink,
+    ) -> Result<Self> {
+        let repo = repo.without_tag();
+        let tag = signature_tag(digest);
+        let tag_ref = retag(&repo, &tag)?;
+        let image_ref = repo.with_digest(digest.clone());
+        let payload = payload(&repo, digest, annotations);
+        let public = key.public_key().map_err(PublishError::Key)?;
+        Ok(Self {
+            remote,
+            key,
+            events,
+            repo,
+            digest: digest.clone(),
+            tag,
+            tag_ref,
+            image_ref,
+            payload,
+            public,
+            signature: None,
+        })
+    }
+
+    fn outcome(&self, added: bool, attempts: u32) -> SignOutcome {
+        SignOutcome {
+            reference: self.image_ref.to_string(),
+            digest: self.digest.clone(),
+            tag: self.tag.clone(),
+            added,
+            attempts,
+        }
+    }
+
+    /// What the signature tag holds now.
+    fn read(&self) -> Result<Option<oxkit_registry::Manifest>> {
+        self.remote
+            .get(&self.tag_ref)
+            .map_err(PublishError::registry(format!(
+                "read the signatures of {}",
+                self.image_ref
+            )))
+    }
+
+    /// `current` with our signature appended and the new blobs uploaded; `None` when `current`
+    /// has our signature already.
+    fn stage(
+        &mut self,
+        current: Option<&oxkit_registry::Manifest>,
+        attempt: u32,
+    ) -> Result<Option<Staged>> {
+        let mut image = match current {
+            Some(m) if signed_by(&m.bytes, &self.payload, &self.public) => return Ok(None),
+            Some(m) => {
+                SignatureImage::fetch(&m.bytes, |d| self.remote.get_blob(&self.repo, &d.digest))
+                    .map_err(|source| PublishError::SignatureImage {
+                        reference: self.image_ref.to_string(),
+                        digest: self.digest.clone(),
+                        tag: self.tag.clone(),
+                        error: Box::new(source),
+                    })?
+            }
+            None => SignatureImage::new(),
+        };
+        if attempt > 1 {
+            self.events.event(PublishEvent::SignatureRetry {
+                reference: self.image_ref.to_string(),
+                attempt,
+            });
+            std::thread::sleep(retry_policy().backoff(attempt));
+        }
+        let signature = match &mut self.signature {
+            Some(s) => s,
+            None => self
+                .signature
+                .insert(unlock(self.key, &self.public)?.sign(&self.payload)),
+        };
+        image.append(&self.payload, signature);
+        // The layers already there have their blobs in the repository: only the new payload
+        // and the new config go up, without asking first (they are new, and tiny).
+        let present: Vec<Digest> = current
+            .and_then(|m| serde_json::from_slice::<Probe>(&m.bytes).ok())
+            .map(|p| p.layers.into_iter().map(|l| l.digest).collect())
+            .unwrap_or_default();
+        let (manifest, blobs) = image.to_parts();
+        let uploads: Vec<BlobUpload> = blobs
+            .into_iter()
+            .filter(|(d, _)| !present.contains(&d.digest))
+            .map(|(_, bytes)| BlobUpload::from_bytes(bytes).without_check())
+            .collect();
+        self.remote
+            .push_blobs(&self.tag_ref, &uploads)
+            .map_err(PublishError::registry(format!(
+                "upload the signature of {}",
+                self.image_ref
+            )))?;
+        let media_type = serde_json::from_slice::<Probe>(&manifest)
+            .ok()
+            .and_then(|p| p.media_type)
+            .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
+        Ok(Some(Staged {
+            manifest,
+            media_type,
+            uploads,
+        }))
+    }
+
+    /// Writes `staged` as the signature tag.
+    fn write(&self, staged: &Staged) -> Result<()> {
+        put_after_blobs(
+            self.remote,
+            &self.tag_ref,
+            &staged.media_type,
+            &staged.manifest,
+            &staged.uploads,
+        )
+        .map_err(PublishError::registry(format!(
+            "write the signatures of {}",
+            self.image_ref
+        )))?;
+        Ok(())
+    }
+
+    /// Read, append, write, until a read shows our signature. `ready` is a first round
+    /// staged already (from a read just made).
+    fn run(mut self, mut ready: Option<Staged>) -> Result<SignOutcome> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let staged = match ready.take() {
+                Some(s) => s,
+                None => {
+                    let current = self.read()?;
+                    match self.stage(current.as_ref(), attempt)? {
+                        Some(s) => s,
+                        None => return Ok(self.outcome(attempt > 1, attempt)),
+                    }
+                }
+            };
+            self.write(&staged)?;
+            // The next round reads it back: that is the check that ours survived.
+        }
+        Err(PublishError::SignatureRace {
+            reference: self.image_ref.to_string(),
+            tag: self.tag,
+            key_hint: self.public.hint(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
 /// Signs `digest` (an image in `repo`'s repository) with `key`, merging into its signature
 /// image. `annotations` go into the payload's `optional` section.
 pub(crate) fn sign_digest(
@@ -134,89 +319,49 @@ pub(crate) fn sign_digest(
     annotations: &BTreeMap<String, String>,
     events: &dyn EventSink,
 ) -> Result<SignOutcome> {
-    let repo = repo.without_tag();
-    let tag = signature_tag(digest);
-    let tag_ref = retag(&repo, &tag)?;
-    let image_ref = repo.with_digest(digest.clone());
-    let payload = payload(&repo, digest, annotations);
-    let public = key.public_key().map_err(PublishError::Key)?;
-    let mut signature: Option<Vec<u8>> = None;
-    let policy = RetryPolicy {
-        max_attempts: MAX_ATTEMPTS,
-        base_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(800),
-    };
-    let outcome = |added: bool, attempts: u32| SignOutcome {
-        reference: image_ref.to_string(),
-        digest: digest.clone(),
-        tag: tag.clone(),
-        added,
-        attempts,
-    };
-    for attempt in 1..=MAX_ATTEMPTS {
-        let current = remote
-            .get(&tag_ref)
-            .map_err(PublishError::registry(format!(
-                "read the signatures of {image_ref}"
-            )))?;
-        let mut image = match &current {
-            Some(m) if signed_by(&m.bytes, &payload, &public) => {
-                return Ok(outcome(attempt > 1, attempt));
-            }
-            Some(m) => SignatureImage::fetch(&m.bytes, |d| remote.get_blob(&repo, &d.digest))
-                .map_err(|source| PublishError::SignatureImage {
-                    reference: image_ref.to_string(),
-                    digest: digest.clone(),
-                    tag: tag.clone(),
-                    error: Box::new(source),
-                })?,
-            None => SignatureImage::new(),
-        };
-        if attempt > 1 {
-            events.event(PublishEvent::SignatureRetry {
-                reference: image_ref.to_string(),
-                attempt,
-            });
-            std::thread::sleep(policy.backoff(attempt));
-        }
-        let signature = match &mut signature {
-            Some(s) => s,
-            None => signature.insert(unlock(key, &public)?.sign(&payload)),
-        };
-        image.append(&payload, signature);
-        // The layers already there have their blobs in the repository: only the new payload
-        // and the new config go up.
-        let present: Vec<Digest> = current
-            .as_ref()
-            .and_then(|m| serde_json::from_slice::<Probe>(&m.bytes).ok())
-            .map(|p| p.layers.into_iter().map(|l| l.digest).collect())
-            .unwrap_or_default();
-        let (manifest, blobs) = image.to_parts();
-        let uploads: Vec<BlobUpload> = blobs
-            .into_iter()
-            .filter(|(d, _)| !present.contains(&d.digest))
-            .map(|(_, bytes)| BlobUpload::from_bytes(bytes))
-            .collect();
-        remote
-            .push_blobs(&tag_ref, &uploads)
-            .map_err(PublishError::registry(format!(
-                "upload the signature of {image_ref}"
-            )))?;
-        let media_type = serde_json::from_slice::<Probe>(&manifest)
-            .ok()
-            .and_then(|p| p.media_type)
-            .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
-        put_after_blobs(remote, &tag_ref, &media_type, &manifest, &uploads).map_err(
-            PublishError::registry(format!("write the signatures of {image_ref}")),
-        )?;
-        // The next round reads it back: that is the check that ours survived.
+    Job::new(remote, repo, digest, key, annotations, events)?.run(None)
+}
+
+/// A signature made ahead of its write ([`prepare`]): reading the tag, unlocking the key and
+/// uploading the blobs done while something else is under way (the write of the index it
+/// signs), so that [`Prepared::commit`] is one write and its check.
+pub(crate) struct Prepared<'a> {
+    job: Job<'a>,
+    /// `None`: the key had signed it already.
+    staged: Option<Staged>,
+}
+
+impl Prepared<'_> {
+    /// The digest it signs.
+    pub(crate) fn digest(&self) -> &Digest {
+        &self.job.digest
     }
-    Err(PublishError::SignatureRace {
-        reference: image_ref.to_string(),
-        tag,
-        key_hint: public.hint(),
-        attempts: MAX_ATTEMPTS,
-    })
+
+    /// Writes the signature (and reads it back, merging again if another signer's write
+    /// replaced it). Commit soon after preparing: the write follows the read it was made from,
+    /// as in [`sign_digest`].
+    pub(crate) fn commit(self) -> Result<SignOutcome> {
+        match self.staged {
+            Some(staged) => self.job.run(Some(staged)),
+            None => Ok(self.job.outcome(false, 1)),
+        }
+    }
+}
+
+/// Everything of signing `digest` but the write of its signature tag: see [`Prepared`].
+/// Nothing becomes visible (only untagged blobs are uploaded).
+pub(crate) fn prepare<'a>(
+    remote: &'a dyn Remote,
+    repo: &Reference,
+    digest: &Digest,
+    key: &'a dyn KeySource,
+    annotations: &BTreeMap<String, String>,
+    events: &'a dyn EventSink,
+) -> Result<Prepared<'a>> {
+    let mut job = Job::new(remote, repo, digest, key, annotations, events)?;
+    let current = job.read()?;
+    let staged = job.stage(current.as_ref(), 1)?;
+    Ok(Prepared { job, staged })
 }
 
 /// Signs several digests of one repository at once (each signature image is independent).
@@ -228,13 +373,14 @@ pub(crate) fn sign_all(
     annotations: &BTreeMap<String, String>,
     events: &dyn EventSink,
 ) -> Result<Vec<SignOutcome>> {
-    let results = crate::parallel::each(
+    crate::parallel::each(
         digests,
         |d| format!("{}@{d}", repo.name()),
         "signing",
         |d| sign_digest(remote, repo, d, key, annotations, events),
-    );
-    results.into_iter().collect()
+    )
+    .into_iter()
+    .collect()
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             size,
             source: BlobSource::File(file.into()),
             mount_from: Vec::new(),
+            check_exists: true,
         },
     )?;
     let secs = start.elapsed().as_secs_f64();

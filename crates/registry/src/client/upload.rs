@@ -33,6 +33,10 @@ pub struct BlobUpload {
     /// Repositories on the same registry that may hold the blob already; it is mounted from
     /// the first that does instead of uploaded.
     pub mount_from: Vec<String>,
+    /// Ask the registry whether it has the blob before uploading (a `HEAD`). Turn it off for
+    /// small blobs that are almost certainly new (a signature's payload and config): sending
+    /// them costs no more than asking, and saves a round trip.
+    pub check_exists: bool,
 }
 
 impl BlobUpload {
@@ -44,6 +48,15 @@ impl BlobUpload {
             size: bytes.len() as u64,
             source: BlobSource::Bytes(bytes),
             mount_from: Vec::new(),
+            check_exists: true,
+        }
+    }
+
+    /// The same upload without the existence check (see [`BlobUpload::check_exists`]).
+    pub fn without_check(self) -> Self {
+        Self {
+            check_exists: false,
+            ..self
         }
     }
 }
@@ -205,9 +218,10 @@ impl Client {
             }
             Ok(how)
         };
-        if self
-            .blob_exists_with(target, &blob.digest, &push_scope)?
-            .is_some()
+        if blob.check_exists
+            && self
+                .blob_exists_with(target, &blob.digest, &push_scope)?
+                .is_some()
         {
             return done(Pushed::AlreadyThere);
         }

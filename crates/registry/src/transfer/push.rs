@@ -72,6 +72,7 @@ pub fn push(
             size: d.size,
             source: BlobSource::File(store.blob_path(&d.digest)),
             mount_from: mount_from.clone(),
+            check_exists: true,
         });
     }
     let outcomes = client.push_blobs(&target, &uploads)?;

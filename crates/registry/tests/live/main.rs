@@ -183,6 +183,7 @@ fn large_blob_goes_up_in_chunks_and_comes_back_verified() {
         size: big.len() as u64,
         source: oxkit_registry::BlobSource::File(path),
         mount_from: Vec::new(),
+        check_exists: true,
     };
     assert_eq!(c.push_blob(&target, &up).unwrap(), Pushed::Transferred);
     // Chunks start at 4 MiB and grow to 8: 4 + 7 × 8 + 4.
