@@ -2,25 +2,31 @@
 # Publishing a package: `oxkit pkg push` of a two-architecture package (an index over two
 # images, each MB of real files, different per architecture) against `skopeo copy --all` of
 # the same images from an OCI layout, to the same registry, in the same run. The registry is
-# emptied (stopped, storage removed, restarted) before each push to an empty registry.
-# Prints mean seconds and ratios for:
+# emptied (stopped, storage removed, restarted) before each push to an empty registry; its
+# storage is on tmpfs when /dev/shm exists, so that the disk's writeback does not add noise.
+# Each run does every case once, interleaved; medians over the runs are printed, with ratios:
 #   1. push to an empty registry, unsigned:        oxkit / skopeo        (target <= 1.0)
 #   2. push again, everything already there:       oxkit / skopeo again  (target <= 0.5),
 #      and the blob uploads the registry saw during oxkit's second push (target 0)
 #   3. push to an empty registry, signed:          signed / unsigned     (target <= 1.10)
-#      with cosign's encrypted key (scrypt: a fixed ~0.4 s of CPU, decrypted while the blobs
-#      upload), and with an unencrypted PKCS#8 key (the signing work alone)
-#   bench/publish.sh [MB_PER_ARCH] [RUNS]      (default 64 MB, 5 runs; needs skopeo, openssl)
+#      a. with a key unlocked by `oxkit key unlock` (held by the kernel keyring: the signing
+#         work alone, as in a session of pushes),
+#      b. with an unencrypted PKCS#8 key (the same work, read from a file),
+#      c. with cosign's encrypted key decrypted by the push itself (scrypt: ~0.2 s of CPU per
+#         process, decrypted while the blobs upload).
+#   bench/publish.sh [MB_PER_ARCH] [RUNS]      (default 64 MB, 9 runs; needs skopeo, openssl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-64}
-runs=${2:-5}
+runs=${2:-9}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --quiet --release -p oxkit
 case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
 work=$(mktemp -d)
 reg=
-trap '[ -n "$reg" ] && kill "$reg" 2>/dev/null; rm -rf "$work"' EXIT
+data=$work/data
+[ -d /dev/shm ] && [ -w /dev/shm ] && data=$(mktemp -d /dev/shm/oxkit-bench.XXXXXX)
+trap '[ -n "$reg" ] && kill "$reg" 2>/dev/null; [ -n "${unlocked:-}" ] && "$ox" -q key lock --key "$work/agent.key" >/dev/null; rm -rf "$work" "$data"' EXIT
 export OXKIT_STORE=$work/store HOME=$work/home DOCKER_CONFIG=$work/home/.docker COSIGN_PASSWORD=bench
 unset SOURCE_DATE_EPOCH OXKIT_SIGNING_KEY NOTRUST
 mkdir -p "$HOME"
@@ -31,12 +37,12 @@ host=127.0.0.1:$port
 cat >"$work/reg.yml" <<YML
 version: 0.1
 log: {level: info}
-storage: {filesystem: {rootdirectory: $work/data}, delete: {enabled: true}}
+storage: {filesystem: {rootdirectory: $data}, delete: {enabled: true}}
 http: {addr: $host}
 YML
 start_registry() { # a fresh, empty registry on the same port
   if [ -n "$reg" ]; then kill "$reg"; wait "$reg" 2>/dev/null || true; fi
-  rm -rf "$work/data"
+  rm -rf "$data"
   sync  # earlier runs' writes must not be flushed during the next one
   docker-registry serve "$work/reg.yml" >>"$work/reg.log" 2>&1 &
   reg=$!
@@ -71,6 +77,9 @@ done
 "$ox" -q pkg --hash bench build "$pkg" >/dev/null
 skopeo copy --quiet --all "oci:$OXKIT_STORE:$name" "oci:$work/layout:bench" >/dev/null
 "$ox" key generate --output-key-prefix "$work/ox" >/dev/null
+# A second key, unlocked once for the whole bench (as a user does for a session of pushes).
+"$ox" key generate --output-key-prefix "$work/agent" >/dev/null
+"$ox" -q key unlock --key "$work/agent.key" --timeout 1h >/dev/null && unlocked=1
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/plain.pem" 2>/dev/null
 
 push() { "$ox" -q pkg --hash bench push "$@" "$pkg" >/dev/null; }
@@ -88,7 +97,12 @@ print(n+"@"+p["index"]); [print(n+"@"+a["digest"]) for a in p["arches"]]' <"$wor
     --tlog-upload=false --allow-http-registry -y $refs >/dev/null 2>&1
 }
 
-t_ox=0 t_sk=0 t_ox2=0 t_sk2=0 t_sign=0 t_plain=0 t_cos=0 again_uploads=0
+# Seconds between two `now`s.
+secs() { echo "$2 - $1" | bc -l; }
+# The median of the numbers in a file, one per line.
+median() { sort -g "$1" | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
+ratio() { echo "$1 / $2" | bc -l; }
+again_uploads=0
 for i in $(seq "$runs"); do
   start_registry
   a=$(now); push --no-sign; b=$(now)
@@ -96,35 +110,41 @@ for i in $(seq "$runs"); do
   start_registry
   e=$(now); sk; f=$(now); sk; g=$(now)
   start_registry
-  h=$(now); push --key "$work/ox.key"; j=$(now)
+  h=$(now); push --key "$work/agent.key"; j=$(now)
   start_registry
   k=$(now); push --key "$work/plain.pem"; l=$(now)
+  start_registry
+  m=$(now); push --key "$work/ox.key"; n=$(now)
   cs=0
   if [ -n "$cosign_bin" ]; then
     start_registry
-    m=$(now); "$ox" -q --json pkg --hash bench push --no-sign "$pkg" >"$work/pushed.json"; cosign_sign; n=$(now)
-    cs=$(echo "$n - $m" | bc -l)
-    t_cos=$(echo "$t_cos + $cs" | bc -l)
+    o=$(now); "$ox" -q --json pkg --hash bench push --no-sign "$pkg" >"$work/pushed.json"; cosign_sign; q=$(now)
+    cs=$(secs "$o" "$q")
   fi
-  ox1=$(echo "$b - $a" | bc -l); ox2=$(echo "$d - $c" | bc -l)
-  sk1=$(echo "$f - $e" | bc -l); sk2=$(echo "$g - $f" | bc -l)
-  sg=$(echo "$j - $h" | bc -l); pl=$(echo "$l - $k" | bc -l)
-  printf 'run %d: empty: oxkit %.3fs skopeo %.3fs | again: oxkit %.3fs skopeo %.3fs | signed: %.3fs (unencrypted key %.3fs) | push + cosign sign %.3fs\n' \
-    "$i" "$ox1" "$sk1" "$ox2" "$sk2" "$sg" "$pl" "$cs"
-  t_ox=$(echo "$t_ox + $ox1" | bc -l); t_sk=$(echo "$t_sk + $sk1" | bc -l)
-  t_ox2=$(echo "$t_ox2 + $ox2" | bc -l); t_sk2=$(echo "$t_sk2 + $sk2" | bc -l)
-  t_sign=$(echo "$t_sign + $sg" | bc -l); t_plain=$(echo "$t_plain + $pl" | bc -l)
+  secs "$a" "$b" >>"$work/t.ox"; secs "$c" "$d" >>"$work/t.ox2"
+  secs "$e" "$f" >>"$work/t.sk"; secs "$f" "$g" >>"$work/t.sk2"
+  secs "$h" "$j" >>"$work/t.agent"; secs "$k" "$l" >>"$work/t.plain"; secs "$m" "$n" >>"$work/t.enc"
+  echo "$cs" >>"$work/t.cos"
+  printf 'run %d: empty: oxkit %.3fs skopeo %.3fs | again: oxkit %.3fs skopeo %.3fs | signed: unlocked key %.3fs, unencrypted key %.3fs, encrypted key %.3fs | push + cosign sign %.3fs\n' \
+    "$i" "$(tail -1 "$work/t.ox")" "$(tail -1 "$work/t.sk")" "$(tail -1 "$work/t.ox2")" "$(tail -1 "$work/t.sk2")" \
+    "$(tail -1 "$work/t.agent")" "$(tail -1 "$work/t.plain")" "$(tail -1 "$work/t.enc")" "$cs"
 done
-printf 'package: 2 architectures x %d MB; means over %d runs\n' "$mb" "$runs"
+for t in ox ox2 sk sk2 agent plain enc cos; do declare "m_$t=$(median "$work/t.$t")"; done
+printf 'package: 2 architectures x %d MB; medians over %d runs\n' "$mb" "$runs"
 printf 'push to an empty registry: oxkit %.3fs, skopeo copy --all %.3fs: ratio %.2f (target <= 1.0)\n' \
-  "$(echo "$t_ox / $runs" | bc -l)" "$(echo "$t_sk / $runs" | bc -l)" "$(echo "$t_ox / $t_sk" | bc -l)"
+  "$m_ox" "$m_sk" "$(ratio "$m_ox" "$m_sk")"
 printf 'push again, all there:     oxkit %.3fs, skopeo copy --all %.3fs: ratio %.2f (target <= 0.5); blob uploads during oxkit: %d (target 0)\n' \
-  "$(echo "$t_ox2 / $runs" | bc -l)" "$(echo "$t_sk2 / $runs" | bc -l)" "$(echo "$t_ox2 / $t_sk2" | bc -l)" "$again_uploads"
-printf 'signing:                   signed %.3fs, unsigned %.3fs: ratio %.2f (target <= 1.10)\n' \
-  "$(echo "$t_sign / $runs" | bc -l)" "$(echo "$t_ox / $runs" | bc -l)" "$(echo "$t_sign / $t_ox" | bc -l)"
-printf '  with an unencrypted key: %.3fs: ratio %.2f (the rest is scrypt, which cosign key files require)\n' \
-  "$(echo "$t_plain / $runs" | bc -l)" "$(echo "$t_plain / $t_ox" | bc -l)"
+  "$m_ox2" "$m_sk2" "$(ratio "$m_ox2" "$m_sk2")" "$again_uploads"
+if [ -n "${unlocked:-}" ]; then
+  printf 'signing, key unlocked:     signed %.3fs, unsigned %.3fs: ratio %.2f (target <= 1.10)\n' \
+    "$m_agent" "$m_ox" "$(ratio "$m_agent" "$m_ox")"
+else
+  echo 'signing, key unlocked:     not measured (no usable kernel keyring: `oxkit key unlock` failed)'
+fi
+printf '  with an unencrypted key:  %.3fs: ratio %.2f\n' "$m_plain" "$(ratio "$m_plain" "$m_ox")"
+printf '  with an encrypted key the push decrypts itself: %.3fs: ratio %.2f (the difference is scrypt)\n' \
+  "$m_enc" "$(ratio "$m_enc" "$m_ox")"
 if [ -n "$cosign_bin" ]; then
   printf 'context: unsigned push then cosign sign (same key): %.3fs: ratio %.2f to the unsigned push\n' \
-    "$(echo "$t_cos / $runs" | bc -l)" "$(echo "$t_cos / $t_ox" | bc -l)"
+    "$m_cos" "$(ratio "$m_cos" "$m_ox")"
 fi

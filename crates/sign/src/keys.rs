@@ -184,7 +184,7 @@ impl SigningKey {
         })
     }
 
-    fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+    pub(crate) fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
         let info = pkcs8::PrivateKeyInfo::from_der(der).map_err(|e| KeyError::Malformed {
             what: "PKCS#8 private key",
             detail: e.to_string(),
@@ -229,6 +229,17 @@ impl SigningKey {
         })?;
         let json = encrypted::seal(der.as_bytes(), passphrase)?;
         Ok(pem::encode(SIGSTORE_PRIVATE_KEY_LABEL, &json))
+    }
+
+    /// The private key as PKCS#8 DER (for the kernel keyring: see [`crate::keyring`]).
+    pub(crate) fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
+        // Encoding a valid P-256 key cannot fail.
+        Zeroizing::new(
+            self.inner
+                .to_pkcs8_der()
+                .map(|d| d.as_bytes().to_vec())
+                .unwrap_or_default(),
+        )
     }
 
     /// The matching public key.

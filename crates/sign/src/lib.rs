@@ -14,6 +14,7 @@ pub mod bundle;
 mod encrypted;
 mod gojson;
 pub mod keyfile;
+pub mod keyring;
 pub mod keys;
 mod passphrase;
 pub mod payload;

@@ -742,6 +742,107 @@ fn releases_dirty_packages_and_missing_keys() {
     );
 }
 
+/// `oxkit key unlock`: the pushes that follow sign without the passphrase (none is given, and
+/// there is no terminal to ask on) and cosign accepts what they signed, until `key lock`, the
+/// timeout, or a change to the key file.
+#[test]
+fn an_unlocked_key_signs_without_its_passphrase_until_locked_or_expired() {
+    let reg = Registry::start();
+    let env = Env::new();
+    oxkit_key(&env);
+    let dir = package(&env, &reg.host(), "unlocked", &["amd64"]);
+    let repo = format!("{}/ox/unlocked", reg.host());
+    // No passphrase anywhere, no terminal.
+    let push = |hash: &str| {
+        env.oxkit()
+            .stdin(Stdio::null())
+            .args(["pkg", "--hash", hash, "push", "--key", "ox.key"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let key_cmd = |args: &[&str]| {
+        let mut c = env.oxkit();
+        c.stdin(Stdio::null()).arg("key").args(args);
+        c
+    };
+
+    // A wrong passphrase unlocks nothing.
+    let err = run_fail(
+        key_cmd(&["unlock", "--key", "ox.key"]).env("COSIGN_PASSWORD", "not-the-passphrase"),
+    );
+    assert!(
+        err.contains("ox.key") && err.contains("passphrase"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-passphrase"), "{err}");
+    assert_eq!(push("before").status.code(), Some(1));
+
+    let unlocked = key_cmd(&["unlock", "--key", "ox.key", "--timeout", "5m"])
+        .env("COSIGN_PASSWORD", "pw")
+        .output()
+        .unwrap();
+    if !unlocked.status.success() && stderr_of(&unlocked).contains("kernel keyring") {
+        eprintln!(
+            "NOTE: no usable kernel keyring here ({}); key unlock not tested",
+            stderr_of(&unlocked)
+        );
+        return;
+    }
+    assert!(unlocked.status.success(), "{}", stderr_of(&unlocked));
+    let json = run_ok(
+        key_cmd(&["unlock", "--key", "ox.key", "--timeout", "1h30m"])
+            .arg("--json")
+            .env("COSIGN_PASSWORD", "pw"),
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["timeout_seconds"], 5400, "{json}");
+
+    let out = push("v1");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("unlocked by `oxkit key unlock`"),
+        "{}",
+        stderr_of(&out)
+    );
+    for tag in ["v1", "v1-amd64"] {
+        cosign_verify(&env, "ox.pub", &format!("{repo}:{tag}")).unwrap();
+    }
+
+    // Locked: the next push needs the passphrase again, and pushes nothing without it.
+    assert!(run_ok(&mut key_cmd(&["lock", "--key", "ox.key"])).contains("Locked"));
+    let out = push("v2");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("passphrase"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(
+        client()
+            .head_manifest(&Reference::parse(&format!("{repo}:v2-amd64")).unwrap())
+            .unwrap()
+            .is_none()
+    );
+    assert!(run_ok(&mut key_cmd(&["lock", "--key", "ox.key"])).contains("was not unlocked"));
+
+    // The kernel forgets it when the timeout ends.
+    run_ok(key_cmd(&["unlock", "--key", "ox.key", "--timeout", "1s"]).env("COSIGN_PASSWORD", "pw"));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(push("v3").status.code(), Some(1));
+
+    // Unlocking is for one key file: once the file is replaced, the old unlock does not apply.
+    // (Briefly: nothing can remove the old file's entry once the file is gone.)
+    run_ok(
+        key_cmd(&["unlock", "--key", "ox.key", "--timeout", "20s"]).env("COSIGN_PASSWORD", "pw"),
+    );
+    run_ok(
+        key_cmd(&["generate", "--output-key-prefix", "ox", "--force"]).env("COSIGN_PASSWORD", "pw"),
+    );
+    let out = push("v4");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+}
+
 /// A one-route HTTP server: answers every request with `respond(request line)`.
 fn tiny_server(
     respond: impl Fn(&str) -> (u16, &'static str, String) + Send + Sync + 'static,

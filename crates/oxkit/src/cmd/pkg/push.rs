@@ -91,7 +91,14 @@ impl PublishArgs {
                 "no signing key: pass --key FILE, set OXKIT_SIGNING_KEY, or add signing-key = \"FILE\" to ~/.config/oxkit/config.toml (create a key pair with `oxkit key generate`); or pass --no-sign to push unsigned"
             );
         };
-        Ok(Some(LazyKey::open(&path)?))
+        let key = LazyKey::open(&path)?;
+        if key.from_keyring {
+            printer.status(format!(
+                "Signing with {}, unlocked by `oxkit key unlock`",
+                path.display()
+            ));
+        }
+        Ok(Some(key))
     }
 }
 
@@ -106,6 +113,8 @@ pub(super) struct LazyKey {
     material: Mutex<Option<(Zeroizing<String>, Option<Passphrase>)>>,
     job: Mutex<Option<std::thread::JoinHandle<std::result::Result<SigningKey, String>>>>,
     key: OnceLock<std::result::Result<SigningKey, String>>,
+    /// Unlocked already, held by the kernel keyring (`oxkit key unlock`).
+    from_keyring: bool,
 }
 
 impl LazyKey {
@@ -118,8 +127,13 @@ impl LazyKey {
             String::from_utf8(bytes.to_vec())
                 .map_err(|_| anyhow::anyhow!(fail(&"not a PEM text file")))?,
         );
+        let encrypted = SigningKey::pem_is_encrypted(&text);
+        let held = encrypted
+            .then(|| oxkit_sign::keyring::recall(text.as_bytes()))
+            .flatten();
+        let from_keyring = held.is_some();
         // Asked now, in the foreground: a prompt must not appear in the middle of a push.
-        let passphrase = if SigningKey::pem_is_encrypted(&text) {
+        let passphrase = if encrypted && !from_keyring {
             Some(secrets::passphrase(Purpose::Unlock).map_err(|e| anyhow::anyhow!(fail(&e)))?)
         } else {
             None
@@ -135,12 +149,21 @@ impl LazyKey {
             }
             _ => None,
         };
+        let key = OnceLock::new();
+        let material = match held {
+            Some(k) => {
+                let _ = key.set(Ok(k));
+                None
+            }
+            None => Some((text, passphrase)),
+        };
         Ok(Self {
             path: path.to_path_buf(),
             public,
-            material: Mutex::new(Some((text, passphrase))),
+            material: Mutex::new(material),
             job: Mutex::new(None),
-            key: OnceLock::new(),
+            key,
+            from_keyring,
         })
     }
 
