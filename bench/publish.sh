@@ -14,11 +14,11 @@
 #      b. with an unencrypted PKCS#8 key (the same work, read from a file),
 #      c. with cosign's encrypted key decrypted by the push itself (scrypt: ~0.2 s of CPU per
 #         process, decrypted while the blobs upload).
-#   bench/publish.sh [MB_PER_ARCH] [RUNS]      (default 64 MB, 9 runs; needs skopeo, openssl)
+#   bench/publish.sh [MB_PER_ARCH] [RUNS]      (default 64 MB, 15 runs; needs skopeo, openssl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-64}
-runs=${2:-9}
+runs=${2:-15}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --quiet --release -p oxkit
 case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac

@@ -279,6 +279,30 @@ pub(crate) fn publish_index(
     publish_index_with(remote, index_ref, ours, also_search, start, events, &|_| {})
 }
 
+/// The index [`publish_index`] would write for `ours` if the registry did not change before
+/// it runs: the index `TAG` holds now, merged with `ours` (`None`: it lists them already, so
+/// nothing would be written). A guess, to get the index's signature ready while the images
+/// upload: it is wrong when another machine adds an architecture meanwhile, and nothing may
+/// depend on it.
+pub(crate) fn predict(
+    remote: &dyn Remote,
+    index_ref: &Reference,
+    ours: &[ArchImage],
+) -> Result<Option<Digest>> {
+    let current = remote
+        .get(index_ref)
+        .map_err(PublishError::registry(format!(
+            "read the index {index_ref}"
+        )))?;
+    let existing = existing_entries(remote, index_ref, current.as_ref())?;
+    if current.as_ref().is_some_and(Manifest::is_index) && missing(&existing, ours).is_empty() {
+        return Ok(None);
+    }
+    let bytes = oci::to_canonical_json(&ImageIndex::new(merge(&existing, ours)))
+        .map_err(PublishError::store(format!("encode the index {index_ref}")))?;
+    Ok(Some(Digest::sha256(&bytes)))
+}
+
 /// An index [`publish_index_with`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum IndexWrite {

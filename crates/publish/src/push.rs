@@ -20,7 +20,7 @@ use oxkit_store::oci::{Descriptor, document_media_type, media_type as mt};
 
 use crate::error::{PublishError, Result};
 use crate::index::{
-    ArchImage, IndexOutcome, IndexWrite, Start, publish_index_with, publish_release,
+    ArchImage, IndexOutcome, IndexWrite, Start, predict, publish_index_with, publish_release,
 };
 use crate::remote::{Remote, put_after_blobs, retag};
 use crate::signing::{
@@ -295,29 +295,53 @@ struct IndexStep {
     signature: Option<SignOutcome>,
 }
 
+/// What the index step needs to sign the index.
+struct IndexSigning<'p, 'k> {
+    /// Digests signed already (the architectures'): an index that is one of them is not
+    /// signed again.
+    signed_already: &'p [Digest],
+    annotations: &'p BTreeMap<String, String>,
+    /// The signature of the index expected, made while the images uploaded.
+    predicted: Option<Prepared<'k>>,
+}
+
 fn index_step(
     remote: &dyn Remote,
     events: &dyn EventSink,
     pkg: &Package,
     ours: &[ArchImage],
     opts: &PushOptions<'_>,
-    signed_already: &[Digest],
-    annotations: &BTreeMap<String, String>,
+    signing: IndexSigning<'_, '_>,
 ) -> Result<IndexStep> {
-    // The signature of each index written is made (key, blobs) while the index is written,
-    // and written as soon as the index is, while the index is verified: when the
-    // verification keeps the index (no other writer), its signature is there already. An
-    // index that another writer's replaces keeps a signature it no longer needs, which is
-    // harmless: it is still what this key's holder published.
+    let IndexSigning {
+        signed_already,
+        annotations,
+        predicted,
+    } = signing;
+    // The index's signature is off the critical path. `predicted` was made while the images
+    // uploaded, for the index expected: when that index is about to be written, its
+    // signature is written beside it. Any other index written gets its signature made while
+    // it is written, and written while the write is checked. Either way, when the check
+    // keeps the index (no other writer), its signature is there already. An index that
+    // another writer's replaces keeps a signature it no longer needs, which is harmless: it
+    // is still what this key's holder published.
     let (write_tx, write_rx) = std::sync::mpsc::channel::<IndexWrite>();
     std::thread::scope(|s| {
         let signer = opts.key.map(|key| {
             s.spawn(move || {
+                let mut predicted = predicted;
                 let mut prepared: Vec<Prepared<'_>> = Vec::new();
                 let mut signed = Vec::new();
                 for w in write_rx {
                     match w {
                         IndexWrite::Writing(d) if !signed_already.contains(&d) => {
+                            if predicted.as_ref().is_some_and(|p| p.digest() == &d) {
+                                if let Some(p) = predicted.take() {
+                                    // Made a while ago: read the tag again before writing.
+                                    signed.push((d, p.commit(true)));
+                                }
+                                continue;
+                            }
                             // A failure shows again (or not) when the digest is signed anew.
                             if let Ok(p) =
                                 prepare(remote, pkg.reference(), &d, key, annotations, events)
@@ -328,7 +352,7 @@ fn index_step(
                         IndexWrite::Writing(_) => {}
                         IndexWrite::Written(d) => {
                             if let Some(i) = prepared.iter().position(|p| p.digest() == &d) {
-                                let outcome = prepared.swap_remove(i).commit();
+                                let outcome = prepared.swap_remove(i).commit(false);
                                 signed.push((d, outcome));
                             }
                         }
@@ -480,6 +504,16 @@ pub(crate) fn publish(
                 )
             })
         });
+        // So is the index's, for the index expected (see `index_step`).
+        let predicting = opts.key.map(|key| {
+            s.spawn(|| {
+                let d = predict(remote, pkg.reference(), &ours).ok().flatten()?;
+                if arch_digests.contains(&d) {
+                    return None;
+                }
+                prepare(remote, pkg.reference(), &d, key, &annotations, events).ok()
+            })
+        });
         let mut uploaded = upload_blobs(remote, store, &images)?;
         // No image is tagged until the key is unlocked: a key that cannot be stops the push
         // before that (even when every signature exists already).
@@ -495,14 +529,18 @@ pub(crate) fn publish(
                 digest: img.top.digest.clone(),
             });
         }
+        let predicted = predicting.and_then(|h| h.join().ok().flatten());
         let step = index_step(
             remote,
             events,
             pkg,
             &ours,
             opts,
-            &arch_digests,
-            &annotations,
+            IndexSigning {
+                signed_already: &arch_digests,
+                annotations: &annotations,
+                predicted,
+            },
         );
         let signatures = match signing {
             Some(h) => joined(h, &pkg.name()),

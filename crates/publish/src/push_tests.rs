@@ -183,19 +183,20 @@ fn a_key_that_cannot_be_unlocked_stops_the_push_before_anything_is_tagged() {
     assert!(st.tags.is_empty());
 }
 
-#[test]
-fn the_index_another_writer_made_us_rewrite_is_the_one_signed() {
+/// Another machine writes an index over only its arm64 image just before the `nth` read of
+/// the index: 1 = the guess made while our images upload (see `index::predict`), 2 = our
+/// merge, 3 = the check of our write. Whichever index we end up writing, the final one is
+/// signed (and the guess's signature is used only if it is the index written).
+fn rival_index_is_the_one_signed(nth: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let pkg = package(&tmp.path().join("pkg"), "reg.example/me", &["amd64"]);
     let store = store_with(tmp.path(), &pkg, &["amd64"]);
     let fake = Fake::default();
-    // Reads of the index: 1 = our merge, 2 = the check of our write, just before which
-    // another machine writes an index over only its arm64 image: we merge and write again.
     fake.set_hook(crate::index::tests::rival(
         pkg.reference().clone(),
         "arm64",
         fake::Op::Get,
-        2,
+        nth,
     ));
     let key = SigningKey::generate();
     let opts = PushOptions {
@@ -204,7 +205,10 @@ fn the_index_another_writer_made_us_rewrite_is_the_one_signed() {
     };
     let plan = plan(&fake, &pkg, &platforms(&["amd64"])).unwrap();
     let report = publish(&fake, &store, &NoEvents, &pkg, &plan, &opts).unwrap();
-    assert!(report.index.attempts >= 3, "{:?}", report.index);
+    if nth == 3 {
+        // Our first write was replaced: merged and written again.
+        assert!(report.index.attempts >= 3, "{:?}", report.index);
+    }
     let st = fake.state();
     let final_index = st.tags[&fake::key(pkg.reference())].clone();
     let arches: Vec<String> = arch_digests(&entries(&st, pkg.reference()))
@@ -212,7 +216,7 @@ fn the_index_another_writer_made_us_rewrite_is_the_one_signed() {
         .map(|(a, _)| a)
         .collect();
     drop(st);
-    assert_eq!(arches, ["amd64", "arm64"]);
+    assert_eq!(arches, ["amd64", "arm64"], "rival before read {nth}");
     assert_eq!(report.index.digest, final_index);
     let outcome = report
         .signatures
@@ -228,4 +232,56 @@ fn the_index_another_writer_made_us_rewrite_is_the_one_signed() {
     let img =
         SignatureImage::fetch(&manifest, |l| fake.get_blob(pkg.reference(), &l.digest)).unwrap();
     img.verify(&final_index, &key.public_key()).unwrap();
+}
+
+#[test]
+fn the_index_signed_is_the_final_one_whenever_another_writer_comes() {
+    for nth in 1..=3 {
+        rival_index_is_the_one_signed(nth);
+    }
+}
+
+#[test]
+fn the_expected_index_has_its_signature_ready_before_the_index_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = package(
+        &tmp.path().join("pkg"),
+        "reg.example/me",
+        &["amd64", "arm64"],
+    );
+    let store = store_with(tmp.path(), &pkg, &["amd64", "arm64"]);
+    let fake = Fake::default();
+    let index_ref = pkg.reference().clone();
+    // What the registry holds when the index step first reads the index (the guess made
+    // while the images uploaded is the first read).
+    let at_merge = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Digest>::new()));
+    let seen = at_merge.clone();
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    fake.set_hook(Box::new(
+        move |st: &mut fake::State, op: fake::Op, r: &Reference| {
+            if op == fake::Op::Get
+                && fake::key(r) == fake::key(&index_ref)
+                && reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+            {
+                *seen.lock().unwrap() = st.objects.keys().cloned().collect();
+            }
+        },
+    ));
+    let key = SigningKey::generate();
+    let opts = PushOptions {
+        release: None,
+        key: Some(&key),
+    };
+    let plan = plan(&fake, &pkg, &platforms(&["amd64", "arm64"])).unwrap();
+    let report = publish(&fake, &store, &NoEvents, &pkg, &plan, &opts).unwrap();
+    assert_eq!(report.signatures.len(), 3);
+    // The index's signature payload was uploaded before the index was even merged.
+    let tag_ref = pkg
+        .reference()
+        .with_tag(&oxkit_sign::signature_tag(&report.index.digest))
+        .unwrap();
+    let (_, manifest) = fake.tagged(&tag_ref).unwrap();
+    let sig: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let payload: Digest = serde_json::from_value(sig["layers"][0]["digest"].clone()).unwrap();
+    assert!(at_merge.lock().unwrap().contains(&payload));
 }
