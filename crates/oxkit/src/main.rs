@@ -41,7 +41,7 @@ enum Command {
     Image(cmd::image::ImageArgs),
     /// Build a bootable system from image YAML (LinuxKit's `build`): kernel+initrd, tar, ...
     Build(cmd::build::BuildArgs),
-    /// Create and import cosign-compatible signing keys
+    /// Create and import cosign-compatible signing keys; unlock one for a session
     Key(cmd::key::KeyArgs),
     /// Report what this host can do: namespaces, overlayfs, binfmt/QEMU, KVM, cgroups
     Doctor(cmd::doctor::DoctorArgs),

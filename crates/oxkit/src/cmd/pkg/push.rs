@@ -41,7 +41,8 @@ are kept. Dirty packages are refused (commit first).\n\n\
 Every TAG-ARCH image and the index are signed (cosign format, at sha256-<hex>.sig) with the key \
 from --key, else OXKIT_SIGNING_KEY, else signing-key = \"FILE\" in ~/.config/oxkit/config.toml; \
 its passphrase comes from COSIGN_PASSWORD or the config's passphrase-command (see `oxkit key \
---help`). Create a key with `oxkit key generate`; --no-sign (or NOTRUST=1) pushes unsigned.\n\n\
+--help`), unless `oxkit key unlock` unlocked it for the session. Create a key with `oxkit key \
+generate`; --no-sign (or NOTRUST=1) pushes unsigned.\n\n\
 --json prints {packages: [{name, index, indexWritten, platforms, release, arches: [{platform, \
 reference, digest, pushed}], signatures: [{digest, tag, added}], wouldPush}], blobsUploaded, \
 bytesUploaded}.";
