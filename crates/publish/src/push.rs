@@ -488,10 +488,9 @@ pub(crate) fn publish(
     let arch_digests: Vec<Digest> = arches.iter().map(|a| a.digest.clone()).collect();
     let (counts, step, signatures) = std::thread::scope(|s| -> Result<_> {
         // The architectures' digests are known from the store: they are signed while the
-        // blobs upload (and the manifests go up, and the index is merged), so signing adds
-        // little but the index's signature to the push. A push
-        // that fails later may leave signatures of images it did not finish pushing; they
-        // verify once the image is there (the retry finds them signed already).
+        // blobs upload (and the manifests go up, and the index is merged). A push that fails
+        // later may leave signatures of images it did not finish pushing; they verify once
+        // the image is there (the retry finds them signed already).
         let signing = opts.key.map(|key| {
             s.spawn(|| {
                 sign_all(
