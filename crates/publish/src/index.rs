@@ -167,6 +167,20 @@ fn existing_entries(
     Ok(vec![d])
 }
 
+/// What the registry holds at the index tag, and its entries (see [`existing_entries`]).
+fn read_index(
+    remote: &dyn Remote,
+    index_ref: &Reference,
+) -> Result<(Option<Manifest>, Vec<Descriptor>)> {
+    let current = remote
+        .get(index_ref)
+        .map_err(PublishError::registry(format!(
+            "read the index {index_ref}"
+        )))?;
+    let existing = existing_entries(remote, index_ref, current.as_ref())?;
+    Ok((current, existing))
+}
+
 /// Finds the `TAG-ARCH` tags of `index_ref` for `arches`, in parallel. The platform of each
 /// comes from `known` (our own pushes, the existing index) when it lists that digest, else
 /// `linux/ARCH`.
@@ -289,12 +303,7 @@ pub(crate) fn predict(
     index_ref: &Reference,
     ours: &[ArchImage],
 ) -> Result<Option<Digest>> {
-    let current = remote
-        .get(index_ref)
-        .map_err(PublishError::registry(format!(
-            "read the index {index_ref}"
-        )))?;
-    let existing = existing_entries(remote, index_ref, current.as_ref())?;
+    let (current, existing) = read_index(remote, index_ref)?;
     if current.as_ref().is_some_and(Manifest::is_index) && missing(&existing, ours).is_empty() {
         return Ok(None);
     }
@@ -327,12 +336,7 @@ pub(crate) fn publish_index_with(
     let mut verifying = false;
     let mut wrote = false;
     for attempt in 1..=MAX_ATTEMPTS {
-        let current = remote
-            .get(index_ref)
-            .map_err(PublishError::registry(format!(
-                "read the index {index_ref}"
-            )))?;
-        let existing = existing_entries(remote, index_ref, current.as_ref())?;
+        let (current, existing) = read_index(remote, index_ref)?;
         if attempt == 1
             && start == Start::TrustComplete
             && let Some(m) = current.as_ref().filter(|m| m.is_index())
@@ -412,12 +416,7 @@ pub(crate) fn publish_index_with(
         wrote = true;
     }
     // One last look, to name what is still missing.
-    let current = remote
-        .get(index_ref)
-        .map_err(PublishError::registry(format!(
-            "read the index {index_ref}"
-        )))?;
-    let existing = existing_entries(remote, index_ref, current.as_ref())?;
+    let (_, existing) = read_index(remote, index_ref)?;
     let lacking: Vec<String> = missing(&existing, ours)
         .iter()
         .map(|a| a.arch.clone())
