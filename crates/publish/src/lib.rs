@@ -173,14 +173,16 @@ impl Publisher<'_> {
             None => None,
         };
         let signatures = match key {
-            Some(k) => vec![signing::sign_digest(
-                self.client,
-                pkg.reference(),
-                &index.digest,
-                k,
-                &push::package_annotations(pkg),
-                self.events,
-            )?],
+            Some(key) => vec![
+                signing::Signer {
+                    remote: self.client,
+                    repo: pkg.reference(),
+                    key,
+                    annotations: &push::package_annotations(pkg),
+                    events: self.events,
+                }
+                .sign(&index.digest)?,
+            ],
             None => Vec::new(),
         };
         Ok(ManifestReport {

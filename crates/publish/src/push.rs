@@ -24,8 +24,7 @@ use crate::index::{
 };
 use crate::remote::{Remote, put_after_blobs, retag};
 use crate::signing::{
-    ANNOTATION_PACKAGE_COMMIT, ANNOTATION_PACKAGE_HASH, KeySource, Prepared, SignOutcome, prepare,
-    sign_all, sign_digest,
+    ANNOTATION_PACKAGE_COMMIT, ANNOTATION_PACKAGE_HASH, KeySource, Prepared, SignOutcome, Signer,
 };
 use crate::{EventSink, PublishEvent, Publisher};
 
@@ -297,10 +296,10 @@ struct IndexStep {
 
 /// What the index step needs to sign the index.
 struct IndexSigning<'p, 'k> {
+    signer: Signer<'k>,
     /// Digests signed already (the architectures'): an index that is one of them is not
     /// signed again.
     signed_already: &'p [Digest],
-    annotations: &'p BTreeMap<String, String>,
     /// The signature of the index expected, made while the images uploaded.
     predicted: Option<Prepared<'k>>,
 }
@@ -310,14 +309,10 @@ fn index_step(
     events: &dyn EventSink,
     pkg: &Package,
     ours: &[ArchImage],
-    opts: &PushOptions<'_>,
-    signing: IndexSigning<'_, '_>,
+    release: Option<&str>,
+    signing: Option<IndexSigning<'_, '_>>,
 ) -> Result<IndexStep> {
-    let IndexSigning {
-        signed_already,
-        annotations,
-        predicted,
-    } = signing;
+    let signed_already = signing.as_ref().map_or(&[][..], |s| s.signed_already);
     // The index's signature is off the critical path. `predicted` was made while the images
     // uploaded, for the index expected: when that index is about to be written, its
     // signature is written beside it. Any other index written gets its signature made while
@@ -327,9 +322,10 @@ fn index_step(
     // is still what this key's holder published.
     let (write_tx, write_rx) = std::sync::mpsc::channel::<IndexWrite>();
     std::thread::scope(|s| {
-        let signer = opts.key.map(|key| {
+        let signer = signing.as_ref().map(|g| g.signer);
+        let writes_signed = signing.map(|g| {
             s.spawn(move || {
-                let mut predicted = predicted;
+                let mut predicted = g.predicted;
                 let mut prepared: Vec<Prepared<'_>> = Vec::new();
                 let mut signed = Vec::new();
                 for w in write_rx {
@@ -343,9 +339,7 @@ fn index_step(
                                 continue;
                             }
                             // A failure shows again (or not) when the digest is signed anew.
-                            if let Ok(p) =
-                                prepare(remote, pkg.reference(), &d, key, annotations, events)
-                            {
+                            if let Ok(p) = g.signer.prepare(&d) {
                                 prepared.push(p);
                             }
                         }
@@ -374,12 +368,12 @@ fn index_step(
             },
         );
         drop(write_tx);
-        let signed = match signer {
+        let signed = match writes_signed {
             Some(h) => joined(h, &pkg.name())?,
             None => Vec::new(),
         };
         let index = index?;
-        let release = match opts.release {
+        let release = match release {
             Some(name) => {
                 let rel = retag(pkg.reference(), name)?;
                 let d = publish_release(remote, pkg.reference(), &rel, &index, events)?;
@@ -387,21 +381,14 @@ fn index_step(
             }
             None => None,
         };
-        let signature = match opts.key {
-            Some(key) if !signed_already.contains(&index.digest) => {
+        let signature = match signer {
+            Some(signer) if !signed_already.contains(&index.digest) => {
                 let done = signed.into_iter().find(|(d, _)| d == &index.digest);
                 Some(match done {
                     Some((_, Ok(outcome))) => outcome,
                     // Not written by us (complete already, or another writer's), or its
                     // signing failed: sign what the registry holds.
-                    _ => sign_digest(
-                        remote,
-                        pkg.reference(),
-                        &index.digest,
-                        key,
-                        annotations,
-                        events,
-                    )?,
+                    _ => signer.sign(&index.digest)?,
                 })
             }
             _ => None,
@@ -486,31 +473,28 @@ pub(crate) fn publish(
     arches.sort_by(|a, b| a.platform.cmp(&b.platform));
     let annotations = package_annotations(pkg);
     let arch_digests: Vec<Digest> = arches.iter().map(|a| a.digest.clone()).collect();
+    let signer = opts.key.map(|key| Signer {
+        remote,
+        repo: pkg.reference(),
+        key,
+        annotations: &annotations,
+        events,
+    });
     let (counts, step, signatures) = std::thread::scope(|s| -> Result<_> {
         // The architectures' digests are known from the store: they are signed while the
         // blobs upload (and the manifests go up, and the index is merged). A push that fails
         // later may leave signatures of images it did not finish pushing; they verify once
         // the image is there (the retry finds them signed already).
-        let signing = opts.key.map(|key| {
-            s.spawn(|| {
-                sign_all(
-                    remote,
-                    pkg.reference(),
-                    &arch_digests,
-                    key,
-                    &annotations,
-                    events,
-                )
-            })
-        });
+        let (arch_digests, ours) = (&arch_digests, &ours);
+        let signing = signer.map(|g| s.spawn(move || g.sign_all(arch_digests)));
         // So is the index's, for the index expected (see `index_step`).
-        let predicting = opts.key.map(|key| {
-            s.spawn(|| {
-                let d = predict(remote, pkg.reference(), &ours).ok().flatten()?;
+        let predicting = signer.map(|g| {
+            s.spawn(move || {
+                let d = predict(remote, pkg.reference(), ours).ok().flatten()?;
                 if arch_digests.contains(&d) {
                     return None;
                 }
-                prepare(remote, pkg.reference(), &d, key, &annotations, events).ok()
+                g.prepare(&d).ok()
             })
         });
         let mut uploaded = upload_blobs(remote, store, &images)?;
@@ -533,13 +517,13 @@ pub(crate) fn publish(
             remote,
             events,
             pkg,
-            &ours,
-            opts,
-            IndexSigning {
-                signed_already: &arch_digests,
-                annotations: &annotations,
+            ours,
+            opts.release,
+            signer.map(|signer| IndexSigning {
+                signer,
+                signed_already: arch_digests,
                 predicted,
-            },
+            }),
         );
         let signatures = match signing {
             Some(h) => joined(h, &pkg.name()),

@@ -124,6 +124,46 @@ fn unlock<'k>(key: &'k dyn KeySource, public: &PublicKey) -> Result<&'k SigningK
     Ok(k)
 }
 
+/// What every signature of one publish shares: the registry, the repository, the key, the
+/// payload annotations and where events go.
+#[derive(Clone, Copy)]
+pub(crate) struct Signer<'a> {
+    pub(crate) remote: &'a dyn Remote,
+    /// The images' repository (a tag, if any, is ignored).
+    pub(crate) repo: &'a Reference,
+    pub(crate) key: &'a dyn KeySource,
+    pub(crate) annotations: &'a BTreeMap<String, String>,
+    pub(crate) events: &'a dyn EventSink,
+}
+
+impl<'a> Signer<'a> {
+    /// Signs `digest` (an image in the repository), merging into its signature image.
+    pub(crate) fn sign(&self, digest: &Digest) -> Result<SignOutcome> {
+        Job::new(*self, digest)?.run(None)
+    }
+
+    /// Signs several digests at once (each signature image is independent).
+    pub(crate) fn sign_all(&self, digests: &[Digest]) -> Result<Vec<SignOutcome>> {
+        crate::parallel::each(
+            digests,
+            |d| format!("{}@{d}", self.repo.name()),
+            "signing",
+            |d| self.sign(d),
+        )
+        .into_iter()
+        .collect()
+    }
+
+    /// Everything of signing `digest` but the write of its signature tag: see [`Prepared`].
+    /// Nothing becomes visible (only untagged blobs are uploaded).
+    pub(crate) fn prepare(&self, digest: &Digest) -> Result<Prepared<'a>> {
+        let mut job = Job::new(*self, digest)?;
+        let current = job.read()?;
+        let staged = job.stage(current.as_ref(), 1)?;
+        Ok(Prepared { job, staged })
+    }
+}
+
 /// Signing one digest: its signature tag, payload and key, and the signature once made.
 struct Job<'a> {
     remote: &'a dyn Remote,
@@ -157,24 +197,17 @@ fn retry_policy() -> RetryPolicy {
 }
 
 impl<'a> Job<'a> {
-    fn new(
-        remote: &'a dyn Remote,
-        repo: &Reference,
-        digest: &Digest,
-        key: &'a dyn KeySource,
-        annotations: &BTreeMap<String, String>,
-        events: &'a dyn EventSink,
-    ) -> Result<Self> {
-        let repo = repo.without_tag();
+    fn new(signer: Signer<'a>, digest: &Digest) -> Result<Self> {
+        let repo = signer.repo.without_tag();
         let tag = signature_tag(digest);
         let tag_ref = retag(&repo, &tag)?;
         let image_ref = repo.with_digest(digest.clone());
-        let payload = payload(&repo, digest, annotations);
-        let public = key.public_key().map_err(PublishError::Key)?;
+        let payload = payload(&repo, digest, signer.annotations);
+        let public = signer.key.public_key().map_err(PublishError::Key)?;
         Ok(Self {
-            remote,
-            key,
-            events,
+            remote: signer.remote,
+            key: signer.key,
+            events: signer.events,
             repo,
             digest: digest.clone(),
             tag,
@@ -312,20 +345,7 @@ impl<'a> Job<'a> {
     }
 }
 
-/// Signs `digest` (an image in `repo`'s repository) with `key`, merging into its signature
-/// image. `annotations` go into the payload's `optional` section.
-pub(crate) fn sign_digest(
-    remote: &dyn Remote,
-    repo: &Reference,
-    digest: &Digest,
-    key: &dyn KeySource,
-    annotations: &BTreeMap<String, String>,
-    events: &dyn EventSink,
-) -> Result<SignOutcome> {
-    Job::new(remote, repo, digest, key, annotations, events)?.run(None)
-}
-
-/// A signature made ahead of its write ([`prepare`]): reading the tag, unlocking the key and
+/// A signature made ahead of its write ([`Signer::prepare`]): reading the tag, unlocking the key and
 /// uploading the blobs done while something else is under way (the write of the index it
 /// signs), so that [`Prepared::commit`] is one write and its check.
 pub(crate) struct Prepared<'a> {
@@ -343,7 +363,7 @@ impl Prepared<'_> {
     /// Writes the signature (and reads it back, merging again if another signer's write
     /// replaced it). With `reread`, for a signature prepared a while ago, the tag is read
     /// again first, and ours is merged into what it holds now if another signer changed it.
-    /// Without, the write follows the read it was made from as closely as in [`sign_digest`].
+    /// Without, the write follows the read it was made from as closely as in [`Signer::sign`].
     pub(crate) fn commit(self, reread: bool) -> Result<SignOutcome> {
         let Some(staged) = self.staged else {
             return Ok(self.job.outcome(false, 1));
@@ -354,41 +374,6 @@ impl Prepared<'_> {
             self.job.run(None)
         }
     }
-}
-
-/// Everything of signing `digest` but the write of its signature tag: see [`Prepared`].
-/// Nothing becomes visible (only untagged blobs are uploaded).
-pub(crate) fn prepare<'a>(
-    remote: &'a dyn Remote,
-    repo: &Reference,
-    digest: &Digest,
-    key: &'a dyn KeySource,
-    annotations: &BTreeMap<String, String>,
-    events: &'a dyn EventSink,
-) -> Result<Prepared<'a>> {
-    let mut job = Job::new(remote, repo, digest, key, annotations, events)?;
-    let current = job.read()?;
-    let staged = job.stage(current.as_ref(), 1)?;
-    Ok(Prepared { job, staged })
-}
-
-/// Signs several digests of one repository at once (each signature image is independent).
-pub(crate) fn sign_all(
-    remote: &dyn Remote,
-    repo: &Reference,
-    digests: &[Digest],
-    key: &dyn KeySource,
-    annotations: &BTreeMap<String, String>,
-    events: &dyn EventSink,
-) -> Result<Vec<SignOutcome>> {
-    crate::parallel::each(
-        digests,
-        |d| format!("{}@{d}", repo.name()),
-        "signing",
-        |d| sign_digest(remote, repo, d, key, annotations, events),
-    )
-    .into_iter()
-    .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use oxkit_sign::{PublicKey, SignatureImage};
 use super::*;
 use crate::NoEvents;
 use crate::remote::fake::{Fake, Op, State, key};
-use crate::testutil::{reference, remote_image};
+use crate::testutil::{reference, remote_image, sign_digest};
 
 fn annotations() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -144,7 +144,15 @@ fn several_digests_are_signed_together() {
         .map(|a| remote_image(&mut fake.state(), &repo, a, a).digest)
         .collect();
     let k = SigningKey::generate();
-    let out = sign_all(&fake, &repo, &digests, &k, &annotations(), &NoEvents).unwrap();
+    let out = Signer {
+        remote: &fake,
+        repo: &repo,
+        key: &k,
+        annotations: &annotations(),
+        events: &NoEvents,
+    }
+    .sign_all(&digests)
+    .unwrap();
     assert_eq!(out.len(), 3);
     for (o, d) in out.iter().zip(&digests) {
         assert_eq!(&o.digest, d);

@@ -99,3 +99,22 @@ pub(crate) fn arch_digests(entries: &[Descriptor]) -> Vec<(String, Digest)> {
 pub(crate) fn reference(s: &str) -> Reference {
     Reference::parse(s).expect("reference")
 }
+
+/// Signs `digest` in `repo` with `key` (what a publish does for each image).
+pub(crate) fn sign_digest(
+    remote: &dyn crate::remote::Remote,
+    repo: &oxkit_spec::Reference,
+    digest: &oxkit_spec::Digest,
+    key: &dyn crate::KeySource,
+    annotations: &std::collections::BTreeMap<String, String>,
+    events: &dyn crate::EventSink,
+) -> crate::error::Result<crate::SignOutcome> {
+    crate::signing::Signer {
+        remote,
+        repo,
+        key,
+        annotations,
+        events,
+    }
+    .sign(digest)
+}

@@ -4,7 +4,7 @@ use oxkit_spec::image_yaml::ImageYaml;
 use super::*;
 use crate::NoEvents;
 use crate::remote::fake::Fake;
-use crate::signing::sign_digest;
+use crate::testutil::sign_digest;
 use crate::testutil::{reference, remote_image, remote_index};
 
 fn policy(yaml: &str) -> TrustPolicy {

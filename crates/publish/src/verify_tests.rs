@@ -3,7 +3,8 @@ use oxkit_sign::SigningKey;
 use super::*;
 use crate::NoEvents;
 use crate::remote::fake::Fake;
-use crate::signing::{ANNOTATION_PACKAGE_HASH, sign_digest};
+use crate::signing::ANNOTATION_PACKAGE_HASH;
+use crate::testutil::sign_digest;
 use crate::testutil::{reference, remote_image, remote_index};
 
 fn named(name: &str, k: &SigningKey) -> NamedKey {

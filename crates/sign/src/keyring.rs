@@ -57,13 +57,10 @@ fn user_keyring(action: &'static str) -> Result<KeyRing, KeyringError> {
 /// second). Unlocking the same file again replaces the entry and restarts its timeout.
 pub fn remember(key_file: &[u8], key: &SigningKey, timeout: Duration) -> Result<(), KeyringError> {
     let ring = user_keyring("hold the key")?;
-    let der = key.to_pkcs8_der();
-    if der.is_empty() {
-        return Err(KeyringError {
-            action: "hold the key",
-            reason: "the key could not be encoded".into(),
-        });
-    }
+    let der = key.to_pkcs8_der().map_err(|e| KeyringError {
+        action: "hold the key",
+        reason: e.to_string(),
+    })?;
     let entry = ring
         .add_key(&description(key_file), der.as_slice())
         .map_err(keyring_error("hold the key"))?;
@@ -84,7 +81,7 @@ pub fn remember(key_file: &[u8], key: &SigningKey, timeout: Duration) -> Result<
                     .build(),
             )
         })
-        .map_err(keyring_error("set the key's timeout"));
+        .map_err(keyring_error("set the key's timeout and permissions"));
     if kept.is_err() {
         // A key without its timeout must not linger.
         let _ = entry.invalidate();

@@ -223,23 +223,19 @@ impl SigningKey {
     /// cosign's encrypted PEM (`ENCRYPTED SIGSTORE PRIVATE KEY`, scrypt N=65536 r=8 p=1, a fresh
     /// salt and nonce), ready to write to a `.key` file.
     pub fn to_encrypted_pem(&self, passphrase: &Passphrase) -> Result<Zeroizing<String>, KeyError> {
-        let der = self.inner.to_pkcs8_der().map_err(|e| KeyError::Malformed {
-            what: "private key",
-            detail: e.to_string(),
-        })?;
-        let json = encrypted::seal(der.as_bytes(), passphrase)?;
+        let json = encrypted::seal(&self.to_pkcs8_der()?, passphrase)?;
         Ok(pem::encode(SIGSTORE_PRIVATE_KEY_LABEL, &json))
     }
 
-    /// The private key as PKCS#8 DER (for the kernel keyring: see [`crate::keyring`]).
-    pub(crate) fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
-        // Encoding a valid P-256 key cannot fail.
-        Zeroizing::new(
-            self.inner
-                .to_pkcs8_der()
-                .map(|d| d.as_bytes().to_vec())
-                .unwrap_or_default(),
-        )
+    /// The private key as PKCS#8 DER (what cosign's key files and the kernel keyring hold).
+    pub(crate) fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        self.inner
+            .to_pkcs8_der()
+            .map(|d| Zeroizing::new(d.as_bytes().to_vec()))
+            .map_err(|e| KeyError::Malformed {
+                what: "private key",
+                detail: e.to_string(),
+            })
     }
 
     /// The matching public key.
