@@ -137,6 +137,19 @@ fn round_trip_over_plain_http() {
         .push_blobs(&target, &[BlobUpload::from_bytes(layer.clone())])
         .unwrap();
     assert_eq!(again, [Pushed::AlreadyThere]);
+    // Without the existence check it is sent anyway (small blobs that are almost always new),
+    // and the registry accepts it again.
+    let unchecked = c
+        .push_blobs(
+            &target,
+            &[BlobUpload::from_bytes(layer.clone()).without_check()],
+        )
+        .unwrap();
+    assert_eq!(unchecked, [Pushed::Transferred]);
+    assert_eq!(
+        pull_to_vec(&c, &target, &Digest::sha256(&layer), None).unwrap(),
+        layer
+    );
 
     c.put_manifest(&target.with_tag("v2").unwrap(), mt::OCI_MANIFEST, &bytes)
         .unwrap();
