@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use oxkit_store::Store;
@@ -308,25 +308,9 @@ pub(crate) fn write_layer(
             }
             links.insert((md.dev(), md.ino()), rel.to_path_buf());
         }
-        let kind = if ft.is_file() {
-            EntryKind::File { size: md.len() }
-        } else if ft.is_symlink() {
-            EntryKind::Symlink {
-                target: fs::read_link(&full).map_err(io_step("read link", &full))?,
-            }
-        } else if ft.is_char_device() {
-            EntryKind::CharDevice {
-                major: rustix::fs::major(md.rdev()),
-                minor: rustix::fs::minor(md.rdev()),
-            }
-        } else if ft.is_block_device() {
-            EntryKind::BlockDevice {
-                major: rustix::fs::major(md.rdev()),
-                minor: rustix::fs::minor(md.rdev()),
-            }
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else {
+        let Some(kind) =
+            EntryKind::from_metadata(&full, &md).map_err(io_step("read link", &full))?
+        else {
             // Sockets cannot be stored in a layer.
             continue;
         };

@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::fs::{self, Metadata};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// The whiteout prefix: `dir/.wh.NAME` deletes `dir/NAME` from lower layers.
@@ -75,6 +78,43 @@ pub enum EntryKind {
     /// Hides everything lower layers put in the directory `path` (written as
     /// `path/.wh..wh..opq`).
     Opaque,
+}
+
+impl EntryKind {
+    /// The kind of the file at `path`, whose `lstat` metadata is `md`: a directory, a
+    /// regular file of its length, a symlink (its target read from `path`), a character or
+    /// block device (major and minor of its `rdev`) or a fifo. `None` for what a layer
+    /// cannot store (a socket). Never a hard link: telling those apart is the caller's job.
+    ///
+    /// The only I/O is reading a symlink's target; its error is returned as is, for the
+    /// caller to give it context.
+    pub fn from_metadata(path: &Path, md: &Metadata) -> io::Result<Option<Self>> {
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            Self::Dir
+        } else if ft.is_file() {
+            Self::File { size: md.len() }
+        } else if ft.is_symlink() {
+            Self::Symlink {
+                target: fs::read_link(path)?,
+            }
+        } else if ft.is_char_device() {
+            Self::CharDevice {
+                major: rustix::fs::major(md.rdev()),
+                minor: rustix::fs::minor(md.rdev()),
+            }
+        } else if ft.is_block_device() {
+            Self::BlockDevice {
+                major: rustix::fs::major(md.rdev()),
+                minor: rustix::fs::minor(md.rdev()),
+            }
+        } else if ft.is_fifo() {
+            Self::Fifo
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(kind))
+    }
 }
 
 /// One entry of a layer.

@@ -386,3 +386,41 @@ fn compressions_give_stable_digests_with_the_same_diff_id() {
     }
     assert!(diff_ids.windows(2).all(|w| w[0] == w[1]));
 }
+
+#[test]
+fn entry_kinds_come_from_lstat_metadata_and_sockets_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let kind = |path: &Path| {
+        let md = std::fs::symlink_metadata(path).unwrap();
+        EntryKind::from_metadata(path, &md).unwrap()
+    };
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"four").unwrap();
+    assert_eq!(kind(&file), Some(EntryKind::File { size: 4 }));
+    assert_eq!(kind(dir.path()), Some(EntryKind::Dir));
+    let link = dir.path().join("link");
+    symlink("../elsewhere", &link).unwrap();
+    assert_eq!(
+        kind(&link),
+        Some(EntryKind::Symlink {
+            target: "../elsewhere".into()
+        })
+    );
+    let fifo = dir.path().join("fifo");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    assert_eq!(kind(&fifo), Some(EntryKind::Fifo));
+    assert_eq!(
+        kind(Path::new("/dev/null")),
+        Some(EntryKind::CharDevice { major: 1, minor: 3 })
+    );
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    assert_eq!(kind(&socket), None);
+}

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::entry::{Entry, EntryKind, EntryMeta};
@@ -90,25 +90,9 @@ pub fn write_tree<W: Write>(
                 }
             }
         }
-        let kind = if ft.is_file() {
-            EntryKind::File { size: md.len() }
-        } else if ft.is_symlink() {
-            EntryKind::Symlink {
-                target: fs::read_link(&full).map_err(Error::io("read link", &full))?,
-            }
-        } else if ft.is_char_device() {
-            EntryKind::CharDevice {
-                major: rustix::fs::major(md.rdev()),
-                minor: rustix::fs::minor(md.rdev()),
-            }
-        } else if ft.is_block_device() {
-            EntryKind::BlockDevice {
-                major: rustix::fs::major(md.rdev()),
-                minor: rustix::fs::minor(md.rdev()),
-            }
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else {
+        let Some(kind) =
+            EntryKind::from_metadata(&full, &md).map_err(Error::io("read link", &full))?
+        else {
             tracing::debug!("skipping socket {}", full.display());
             continue;
         };
