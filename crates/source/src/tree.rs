@@ -77,30 +77,16 @@ impl Walk<'_> {
         let abs = join(self.root, rel.as_bstr());
         let read = std::fs::read_dir(&abs).map_err(|e| SourceError::io(&abs, e))?;
         let mut entries = Vec::new();
-        for dirent in read {
-            let dirent = dirent.map_err(|e| SourceError::io(&abs, e))?;
-            let name = BString::from(dirent.file_name().as_bytes());
-            if name == ".git" {
-                continue;
-            }
-            let file_type = dirent
-                .file_type()
-                .map_err(|e| SourceError::io(dirent.path(), e))?;
-            let saved = rel.len();
-            if !rel.is_empty() {
-                rel.push_byte(b'/');
-            }
-            rel.push_str(&name);
-            let entry = self.entry(rel, &dirent.path(), file_type);
-            rel.truncate(saved);
-            if let Some((kind, oid)) = entry? {
+        for_each_dirent(&abs, read, rel, |rel, path, filename, file_type| {
+            if let Some((kind, oid)) = self.entry(rel, path, file_type)? {
                 entries.push(Entry {
                     mode: kind.into(),
-                    filename: name,
+                    filename,
                     oid,
                 });
             }
-        }
+            Ok(())
+        })?;
         if entries.is_empty() {
             return Ok(None);
         }
@@ -154,6 +140,36 @@ pub(crate) fn join(root: &Path, rel: &BStr) -> PathBuf {
     } else {
         root.join(path_of(rel))
     }
+}
+
+/// Calls `visit` for each entry of the directory `abs` (listed by `read`) except `.git`, with
+/// `rel`, the directory's repository-relative path, extended by `/NAME` for the call and
+/// restored after it. `visit` gets `rel`, the entry's path on disk, its name and its file type
+/// (symlinks not followed); the first error stops the listing.
+pub(crate) fn for_each_dirent(
+    abs: &Path,
+    read: std::fs::ReadDir,
+    rel: &mut BString,
+    mut visit: impl FnMut(&mut BString, &Path, BString, std::fs::FileType) -> Result<(), SourceError>,
+) -> Result<(), SourceError> {
+    for dirent in read {
+        let dirent = dirent.map_err(|e| SourceError::io(abs, e))?;
+        let name = BString::from(dirent.file_name().as_bytes());
+        if name == ".git" {
+            continue;
+        }
+        let path = dirent.path();
+        let file_type = dirent.file_type().map_err(|e| SourceError::io(&path, e))?;
+        let saved = rel.len();
+        if !rel.is_empty() {
+            rel.push_byte(b'/');
+        }
+        rel.push_str(&name);
+        let result = visit(rel, &path, name, file_type);
+        rel.truncate(saved);
+        result?;
+    }
+    Ok(())
 }
 
 /// A `/`-separated repository path as a file-system path (Unix paths are bytes).

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use gix::ObjectId;
@@ -21,7 +20,7 @@ use gix::worktree::stack::state::ignore::Source;
 
 use crate::SourceError;
 use crate::repo::{GitRepo, TREE_MODE};
-use crate::tree::{blob_id, join, path_of, symlink_blob_id};
+use crate::tree::{blob_id, for_each_dirent, join, path_of, symlink_blob_id};
 
 /// Whether any tracked path under `prefix` (repository-relative; empty for the whole work tree)
 /// differs between HEAD and the work tree: `git diff --quiet HEAD -- prefix`. `head` is what
@@ -359,25 +358,9 @@ impl Untracked<'_> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(SourceError::io(&abs, e)),
         };
-        for dirent in read {
-            let dirent = dirent.map_err(|e| SourceError::io(&abs, e))?;
-            let name = BString::from(dirent.file_name().as_bytes());
-            if name == ".git" {
-                continue;
-            }
-            let file_type = dirent
-                .file_type()
-                .map_err(|e| SourceError::io(dirent.path(), e))?;
-            let saved = rel.len();
-            if !rel.is_empty() {
-                rel.push_byte(b'/');
-            }
-            rel.push_str(&name);
-            let result = self.entry(rel, &dirent.path(), file_type);
-            rel.truncate(saved);
-            result?;
-        }
-        Ok(())
+        for_each_dirent(&abs, read, rel, |rel, path, _name, file_type| {
+            self.entry(rel, path, file_type)
+        })
     }
 
     fn entry(
