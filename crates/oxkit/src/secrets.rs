@@ -159,10 +159,20 @@ impl Drop for EchoOff<'_> {
     }
 }
 
-fn prompt_once(tty: &mut std::fs::File, prompt: &str) -> Result<Passphrase> {
+/// Writes `prompt` to the terminal and reads one line (without its `\n`, or `\r\n`), with
+/// echo off when `hidden` (turned off before the prompt appears, so nothing typed after it is
+/// ever shown, and restored even on error). The line is wiped from memory when dropped.
+pub(crate) fn read_tty_line(
+    tty: &mut std::fs::File,
+    prompt: &str,
+    hidden: bool,
+) -> Result<Zeroizing<Vec<u8>>> {
     let reader = tty.try_clone().context("cannot read from the terminal")?;
-    // Echo goes off before the prompt appears, so nothing typed after it is ever shown.
-    let _guard = EchoOff::new(&reader)?;
+    let _guard = if hidden {
+        Some(EchoOff::new(&reader)?)
+    } else {
+        None
+    };
     tty.write_all(prompt.as_bytes())
         .and_then(|()| tty.flush())
         .context("cannot write to the terminal")?;
@@ -181,6 +191,11 @@ fn prompt_once(tty: &mut std::fs::File, prompt: &str) -> Result<Passphrase> {
     if line.last() == Some(&b'\r') {
         line.pop();
     }
+    Ok(line)
+}
+
+fn prompt_once(tty: &mut std::fs::File, prompt: &str) -> Result<Passphrase> {
+    let mut line = read_tty_line(tty, prompt, true)?;
     Ok(Passphrase::new(std::mem::take(&mut *line)))
 }
 

@@ -6,7 +6,7 @@
 //! Passwords are read from stdin (`--password-stdin`) or a terminal with echo off, never
 //! taken on the command line, and never printed.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -109,48 +109,14 @@ fn host_or_hub(host: Option<String>) -> String {
 
 /// A line from the terminal; `hidden` turns echo off while it is typed.
 fn ask(prompt: &str, hidden: bool) -> Result<Secret> {
-    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let mut tty = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/tty")
         .context("cannot open the terminal (/dev/tty); pass --username and --password-stdin")?;
-    let saved = if hidden {
-        let saved = tcgetattr(&tty).context("cannot read the terminal's settings")?;
-        let mut quiet = saved.clone();
-        quiet.local_modes.remove(LocalModes::ECHO);
-        quiet.local_modes.insert(LocalModes::ECHONL);
-        tcsetattr(&tty, OptionalActions::Flush, &quiet)
-            .context("cannot turn off echo on the terminal")?;
-        Some(saved)
-    } else {
-        None
-    };
-    let result = (|| -> Result<Secret> {
-        tty.write_all(prompt.as_bytes())
-            .and_then(|()| tty.flush())?;
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        loop {
-            match tty.read(&mut byte) {
-                Ok(0) => break,
-                Ok(_) if byte[0] == b'\n' => break,
-                Ok(_) => line.push(byte[0]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("cannot read from the terminal"),
-            }
-        }
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        Ok(Secret::new(
-            String::from_utf8(line).context("the input is not UTF-8 text")?,
-        ))
-    })();
-    if let Some(saved) = saved {
-        let _ = tcsetattr(&tty, OptionalActions::Flush, &saved);
-    }
-    result
+    let line = crate::secrets::read_tty_line(&mut tty, prompt, hidden)?;
+    let text = std::str::from_utf8(&line).context("the input is not UTF-8 text")?;
+    Ok(Secret::new(text.to_string()))
 }
 
 #[derive(Serialize)]

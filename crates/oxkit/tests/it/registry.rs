@@ -10,7 +10,7 @@ use oxkit_spec::{Platform, Reference};
 use oxkit_store::Store;
 use oxkit_store::oci::{ImageManifest, media_type as mt};
 
-use crate::support::{Env, Registry, RegistryOpts, require_tool, run_fail, run_ok};
+use crate::support::{Env, Registry, RegistryOpts, on_terminal, require_tool, run_fail, run_ok};
 
 fn skopeo() -> Command {
     Command::new(require_tool("skopeo"))
@@ -149,6 +149,35 @@ fn login_and_logout_with_basic_auth_behind_tls() {
     let (code, _, err) = run_with_stdin(env.oxkit().args(["logout", &host]), "");
     assert_eq!(code, Some(0));
     assert!(err.contains("Not logged in"), "{err}");
+}
+
+#[test]
+fn login_asks_on_the_terminal_without_echoing_the_password() {
+    let reg = Registry::start_with(RegistryOpts {
+        basic_auth: Some(("carol".into(), "tty-pass-77".into())),
+        tls: true,
+    });
+    let env = Env::new();
+    trust(&env, &reg);
+    let host = reg.host();
+    let (ok, shown) = on_terminal(
+        &env,
+        &format!("login {host}"),
+        &[("Username: ", "carol"), ("Password: ", "tty-pass-77")],
+    );
+    assert!(ok, "{shown}");
+    // The user name is echoed as it is typed; the password is not.
+    assert!(shown.contains("Username: carol"), "{shown}");
+    assert!(
+        !shown.contains("tty-pass-77"),
+        "the password was echoed: {shown}"
+    );
+    assert!(shown.contains("Login Succeeded"), "{shown}");
+    assert_eq!(
+        docker_config(&env)["auths"][&host]["auth"],
+        "Y2Fyb2w6dHR5LXBhc3MtNzc=",
+        "carol:tty-pass-77 saved"
+    );
 }
 
 #[test]

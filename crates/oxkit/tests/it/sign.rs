@@ -3,12 +3,10 @@
 //! and cosign's Sigstore-bundle referrers).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use oxkit_sign::bundle::{BundleArtifact, bundle_referrers, referrers_tag};
 use oxkit_sign::sigimage::Descriptor;
@@ -19,7 +17,7 @@ use oxkit_sign::{
 use oxkit_spec::digest::Digest;
 use oxkit_spec::reference::Reference;
 
-use crate::support::{Env, Registry, cosign, require_tool, run_fail, run_ok};
+use crate::support::{Env, Registry, cosign, on_terminal, require_tool, run_fail, run_ok};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -368,66 +366,14 @@ fn passphrase_comes_from_env_then_config_command() {
     load_key(&env.path().join("json.key"), "json-pass");
 }
 
-/// Runs `oxkit ARGS` on a pseudo-terminal (util-linux `script`), typing `answers` each after
-/// its prompt appears. Returns (exit success, everything the terminal showed).
-fn on_terminal(env: &Env, args: &str, answers: &[&str]) -> (bool, String) {
-    let oxkit = assert_cmd::cargo::cargo_bin("oxkit");
-    let mut child = Command::new(require_tool("script"))
-        .args(["-qec", &format!("{} {args}", oxkit.display()), "/dev/null"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.home())
-        .env("TERM", "dumb")
-        .current_dir(env.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script");
-    let shown = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().expect("stdout");
-    let sink = Arc::clone(&shown);
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 256];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-        }
-    });
-    let mut stdin = child.stdin.take().expect("stdin");
-    for (i, answer) in answers.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = String::from_utf8_lossy(&shown.lock().expect("lock")).into_owned();
-            if text.matches("Enter password for private key").count() > i {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no prompt {i}; terminal showed: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stdin
-            .write_all(format!("{answer}\n").as_bytes())
-            .expect("type");
-    }
-    let status = child.wait().expect("wait");
-    drop(stdin);
-    let _ = reader.join();
-    let text = String::from_utf8_lossy(&shown.lock().expect("lock")).into_owned();
-    (status.success(), text)
-}
-
 #[test]
 fn passphrase_prompt_on_a_terminal_does_not_echo() {
+    const PROMPT: &str = "Enter password for private key";
     let env = Env::new();
     let (ok, shown) = on_terminal(
         &env,
         "key generate --output-key-prefix tty",
-        &["typed-secret", "typed-secret"],
+        &[(PROMPT, "typed-secret"), (PROMPT, "typed-secret")],
     );
     assert!(ok, "{shown}");
     assert!(
@@ -439,7 +385,7 @@ fn passphrase_prompt_on_a_terminal_does_not_echo() {
     let (ok, shown) = on_terminal(
         &env,
         "key generate --output-key-prefix mismatch",
-        &["one", "two"],
+        &[(PROMPT, "one"), (PROMPT, "two")],
     );
     assert!(!ok);
     assert!(shown.contains("do not match"), "{shown}");

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
@@ -292,4 +294,59 @@ test -e rootfs/bin/sh",
         );
     }
     root
+}
+
+/// Runs `oxkit ARGS` on a pseudo-terminal (util-linux `script`), typing each answer once its
+/// prompt has appeared (as many times as the answers so far with that prompt). Returns (exit
+/// success, everything the terminal showed).
+pub fn on_terminal(env: &Env, args: &str, answers: &[(&str, &str)]) -> (bool, String) {
+    let oxkit = assert_cmd::cargo::cargo_bin("oxkit");
+    let mut child = Command::new(require_tool("script"))
+        .args(["-qec", &format!("{} {args}", oxkit.display()), "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.home())
+        .env("TERM", "dumb")
+        .current_dir(env.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("stdout");
+    let sink = Arc::clone(&shown);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().expect("lock").extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stdin = child.stdin.take().expect("stdin");
+    for (i, (prompt, answer)) in answers.iter().enumerate() {
+        let seen = answers[..=i].iter().filter(|(p, _)| p == prompt).count();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = String::from_utf8_lossy(&shown.lock().expect("lock")).into_owned();
+            if text.matches(prompt).count() >= seen {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no prompt {prompt:?} ({i}); terminal showed: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stdin
+            .write_all(format!("{answer}\n").as_bytes())
+            .expect("type");
+    }
+    let status = child.wait().expect("wait");
+    drop(stdin);
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&shown.lock().expect("lock")).into_owned();
+    (status.success(), text)
 }
