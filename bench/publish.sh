@@ -10,7 +10,8 @@
 #      and the blob uploads the registry saw during oxkit's second push (target 0)
 #   3. push to an empty registry, signed:          signed / unsigned     (target <= 1.10)
 #      a. with a key unlocked by `oxkit key unlock` (held by the kernel keyring: the signing
-#         work alone, as in a session of pushes),
+#         work alone, as in a session of pushes); also the registry requests each push made
+#         (from the registry's access log): signing's share is the difference,
 #      b. with an unencrypted PKCS#8 key (the same work, read from a file),
 #      c. with cosign's encrypted key decrypted by the push itself (scrypt: ~0.2 s of CPU per
 #         process, decrypted while the blobs upload).
@@ -50,6 +51,7 @@ start_registry() { # a fresh, empty registry on the same port
   echo "docker-registry did not start" >&2; exit 1
 }
 uploads() { grep -c '"POST /v2/[^ ]*/blobs/uploads/' "$work/reg.log" || true; }
+requests() { grep -cE '^[0-9.:]+ - .*"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/' "$work/reg.log" || true; }
 now() { date +%s.%N; }
 
 # Copies regular files from SRC (sorted by path) into DEST until about MB megabytes.
@@ -105,12 +107,12 @@ ratio() { echo "$1 / $2" | bc -l; }
 again_uploads=0
 for i in $(seq "$runs"); do
   start_registry
-  a=$(now); push --no-sign; b=$(now)
+  r0=$(requests); a=$(now); push --no-sign; b=$(now); r1=$(requests)
   before=$(uploads); c=$(now); push --no-sign; d=$(now); again_uploads=$((again_uploads + $(uploads) - before))
   start_registry
   e=$(now); sk; f=$(now); sk; g=$(now)
   start_registry
-  h=$(now); push --key "$work/agent.key"; j=$(now)
+  r2=$(requests); h=$(now); push --key "$work/agent.key"; j=$(now); r3=$(requests)
   start_registry
   k=$(now); push --key "$work/plain.pem"; l=$(now)
   start_registry
@@ -125,6 +127,7 @@ for i in $(seq "$runs"); do
   secs "$e" "$f" >>"$work/t.sk"; secs "$f" "$g" >>"$work/t.sk2"
   secs "$h" "$j" >>"$work/t.agent"; secs "$k" "$l" >>"$work/t.plain"; secs "$m" "$n" >>"$work/t.enc"
   echo "$cs" >>"$work/t.cos"
+  echo $((r1 - r0)) >>"$work/n.unsigned"; echo $((r3 - r2)) >>"$work/n.signed"
   printf 'run %d: empty: oxkit %.3fs skopeo %.3fs | again: oxkit %.3fs skopeo %.3fs | signed: unlocked key %.3fs, unencrypted key %.3fs, encrypted key %.3fs | push + cosign sign %.3fs\n' \
     "$i" "$(tail -1 "$work/t.ox")" "$(tail -1 "$work/t.sk")" "$(tail -1 "$work/t.ox2")" "$(tail -1 "$work/t.sk2")" \
     "$(tail -1 "$work/t.agent")" "$(tail -1 "$work/t.plain")" "$(tail -1 "$work/t.enc")" "$cs"
@@ -138,6 +141,8 @@ printf 'push again, all there:     oxkit %.3fs, skopeo copy --all %.3fs: ratio %
 if [ -n "${unlocked:-}" ]; then
   printf 'signing, key unlocked:     signed %.3fs, unsigned %.3fs: ratio %.2f (target <= 1.10)\n' \
     "$m_agent" "$m_ox" "$(ratio "$m_agent" "$m_ox")"
+  n_u=$(median "$work/n.unsigned"); n_s=$(median "$work/n.signed")
+  printf '  registry requests per push: unsigned %d, signed %d (signing: %d)\n' "$n_u" "$n_s" $((n_s - n_u))
 else
   echo 'signing, key unlocked:     not measured (no usable kernel keyring: `oxkit key unlock` failed)'
 fi
