@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use oxkit_sign::{SignatureImage, SigningKey};
 
 use super::*;
@@ -9,15 +11,17 @@ fn platforms(arches: &[&str]) -> Vec<Platform> {
     arches.iter().map(|a| Platform::linux(a).unwrap()).collect()
 }
 
+/// A package of `reg.example/me` for `arches`, each built into a store under `root`.
+fn built(root: &Path, arches: &[&str]) -> (Package, Store) {
+    let pkg = package(&root.join("pkg"), "reg.example/me", arches);
+    let store = store_with(root, &pkg, arches);
+    (pkg, store)
+}
+
 #[test]
 fn publishes_every_architecture_then_the_index_and_signs_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let pkg = package(
-        &tmp.path().join("pkg"),
-        "reg.example/me",
-        &["amd64", "arm64"],
-    );
-    let store = store_with(tmp.path(), &pkg, &["amd64", "arm64"]);
+    let (pkg, store) = built(tmp.path(), &["amd64", "arm64"]);
     let fake = Fake::default();
     let key = SigningKey::generate();
     let opts = PushOptions {
@@ -167,8 +171,7 @@ fn a_key_that_cannot_be_unlocked_stops_the_push_before_anything_is_tagged() {
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let pkg = package(&tmp.path().join("pkg"), "reg.example/me", &["amd64"]);
-    let store = store_with(tmp.path(), &pkg, &["amd64"]);
+    let (pkg, store) = built(tmp.path(), &["amd64"]);
     let fake = Fake::default();
     let key = Locked(SigningKey::generate());
     let opts = PushOptions {
@@ -189,8 +192,7 @@ fn a_key_that_cannot_be_unlocked_stops_the_push_before_anything_is_tagged() {
 /// signed (and the guess's signature is used only if it is the index written).
 fn rival_index_is_the_one_signed(nth: usize) {
     let tmp = tempfile::tempdir().unwrap();
-    let pkg = package(&tmp.path().join("pkg"), "reg.example/me", &["amd64"]);
-    let store = store_with(tmp.path(), &pkg, &["amd64"]);
+    let (pkg, store) = built(tmp.path(), &["amd64"]);
     let fake = Fake::default();
     fake.set_hook(crate::index::tests::rival(
         pkg.reference().clone(),
@@ -244,12 +246,7 @@ fn the_index_signed_is_the_final_one_whenever_another_writer_comes() {
 #[test]
 fn the_expected_index_has_its_signature_ready_before_the_index_step() {
     let tmp = tempfile::tempdir().unwrap();
-    let pkg = package(
-        &tmp.path().join("pkg"),
-        "reg.example/me",
-        &["amd64", "arm64"],
-    );
-    let store = store_with(tmp.path(), &pkg, &["amd64", "arm64"]);
+    let (pkg, store) = built(tmp.path(), &["amd64", "arm64"]);
     let fake = Fake::default();
     let index_ref = pkg.reference().clone();
     // What the registry holds when the index step first reads the index (the guess made
