@@ -5,6 +5,13 @@
 //! and never weakens verification (system roots stay trusted, hostnames are checked).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::error::{Error, Result};
 
@@ -84,43 +91,221 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(Error::io("read", path))
 }
 
-/// Adds the host's CAs and client certificate to a client builder.
-pub(crate) fn configure(
-    mut builder: reqwest::blocking::ClientBuilder,
+/// The TLS settings for one registry: the system's roots plus the host's `certs.d` CAs (or no
+/// verification at all for an insecure registry), its client certificate, HTTP/1.1.
+///
+/// The system's roots are read at the first TLS handshake, not here: a command that only
+/// talks plain HTTP (a registry on this machine) never reads the ~150 files of
+/// `/etc/ssl/certs`, which took a quarter of a `pkg push` that finds everything pushed
+/// already. The host's own files are read and checked here, so a bad `certs.d` file is an
+/// error naming it before anything is sent.
+pub(crate) fn client_config(
     files: &HostCertFiles,
-) -> Result<reqwest::blocking::ClientBuilder> {
+    insecure: bool,
+    host: &str,
+) -> Result<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let extra = extra_roots(files)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Connect {
+            what: format!("set up TLS for {host}"),
+            url: format!("https://{host}/"),
+            reason: e.to_string(),
+        })?;
+    let verifier: Arc<dyn ServerCertVerifier> = if insecure {
+        Arc::new(Unverified { provider })
+    } else {
+        Arc::new(SystemRoots {
+            extra,
+            provider,
+            verifier: OnceLock::new(),
+        })
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &files.client {
+        Some((cert, key)) => {
+            let bad = |reason: String| Error::Certs {
+                path: cert.clone(),
+                reason: format!(
+                    "cannot use it with {} as a client certificate ({reason})",
+                    key.display()
+                ),
+            };
+            let chain = CertificateDer::pem_slice_iter(&read(cert)?)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+            if chain.is_empty() {
+                return Err(bad("it holds no certificate".into()));
+            }
+            let secret = zeroize::Zeroizing::new(read(key)?);
+            let private = PrivateKeyDer::from_pem_slice(&secret)
+                .map_err(|e| bad(format!("no PEM private key in it: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| bad(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The CA certificates of `files`, each file checked: PEM, holding certificates rustls accepts.
+fn extra_roots(files: &HostCertFiles) -> Result<Vec<CertificateDer<'static>>> {
     let mut roots = Vec::new();
     for ca in &files.cas {
-        let pem = read(ca)?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Certs {
+        let bad = |reason: String| Error::Certs {
             path: ca.clone(),
-            reason: format!("not a PEM certificate ({e})"),
-        })?;
+            reason,
+        };
+        let certs = CertificateDer::pem_slice_iter(&read(ca)?)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("not a PEM certificate ({e})")))?;
         if certs.is_empty() {
-            return Err(Error::Certs {
-                path: ca.clone(),
-                reason: "holds no certificate".into(),
-            });
+            return Err(bad("holds no certificate".into()));
+        }
+        // What the verifier will do with them, now, so that the error names the file.
+        let mut check = rustls::RootCertStore::empty();
+        for c in &certs {
+            check
+                .add(c.clone())
+                .map_err(|e| bad(format!("not a usable CA certificate ({e})")))?;
         }
         roots.extend(certs);
     }
-    if !roots.is_empty() {
-        builder = builder.tls_certs_merge(roots);
+    Ok(roots)
+}
+
+/// The platform verifier (system roots plus `extra`, hostnames checked), built on first use.
+#[derive(Debug)]
+struct SystemRoots {
+    extra: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
+    verifier: OnceLock<std::result::Result<Arc<rustls_platform_verifier::Verifier>, String>>,
+}
+
+impl SystemRoots {
+    fn get(&self) -> std::result::Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        let made = self.verifier.get_or_init(|| {
+            rustls_platform_verifier::Verifier::new_with_extra_roots(
+                self.extra.iter().cloned(),
+                self.provider.clone(),
+            )
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+        });
+        match made {
+            Ok(v) => Ok(v),
+            Err(e) => Err(rustls::Error::General(format!(
+                "cannot load the trusted CA certificates: {e}"
+            ))),
+        }
     }
-    if let Some((cert, key)) = &files.client {
-        let mut pem = read(cert)?;
-        pem.push(b'\n');
-        pem.extend(read(key)?);
-        let id = reqwest::Identity::from_pem(&pem).map_err(|e| Error::Certs {
-            path: cert.clone(),
-            reason: format!(
-                "cannot use it with {} as a client certificate ({e})",
-                key.display()
-            ),
-        })?;
-        builder = builder.identity(id);
+}
+
+impl ServerCertVerifier for SystemRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        self.get()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
-    Ok(builder)
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// An insecure registry's (`--insecure-registry`): any certificate is accepted, as Docker
+/// does; the handshake's signatures are still checked against the certificate sent.
+#[derive(Debug)]
+struct Unverified {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 #[cfg(test)]
@@ -183,7 +368,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         touch(&t.path().join("h/ca.crt"), "not a certificate");
         let files = find_host_files(&[t.path().to_path_buf()], "h").unwrap();
-        let e = configure(reqwest::blocking::Client::builder(), &files)
+        let e = client_config(&files, false, "h")
             .expect_err("must fail")
             .to_string();
         assert!(e.contains("ca.crt") && e.contains("PEM"), "{e}");

@@ -54,7 +54,8 @@ impl Client {
             .connect_timeout(opts.connect_timeout)
             .timeout(None)
             .redirect(reqwest::redirect::Policy::limited(10));
-        let http = tls::configure(builder, &files)?
+        let http = builder
+            .tls_backend_preconfigured(tls::client_config(&files, false, &host_port)?)
             .build()
             .map_err(|e| fail(error_chain(&e)))?;
 

@@ -238,10 +238,8 @@ impl Client {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             .http1_only();
-        builder = tls::configure(builder, &files)?;
-        if insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
+        builder =
+            builder.tls_backend_preconfigured(tls::client_config(&files, insecure, r.api_host())?);
         let http = builder.build().map_err(|e| Error::Connect {
             what: format!("contact {registry}"),
             url: format!("https://{}/", r.api_host()),

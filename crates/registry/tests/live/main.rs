@@ -662,6 +662,33 @@ fn client_certificates_from_certs_d() {
     );
 }
 
+#[test]
+fn insecure_registries_skip_the_certificate_check_only_when_listed() {
+    let reg = Registry::start_with(registry::Opts {
+        tls: true,
+        ..Default::default()
+    });
+    let target = r(&format!("{}/insecure/app:1", reg.host()));
+    // A certificate from a CA nobody trusts: refused, unless the registry is listed.
+    let e = client().get_manifest(&target).unwrap_err();
+    assert!(matches!(e, Error::Tls { .. }), "{e}");
+    let insecure = Client::new(ClientOptions {
+        insecure_registries: vec![reg.host()],
+        ..options()
+    });
+    push_image(&insecure, &target, &[noise(2000, 87)]);
+    assert!(insecure.get_manifest(&target).is_ok());
+    // Listing another registry changes nothing for this one.
+    let other = Client::new(ClientOptions {
+        insecure_registries: vec!["127.0.0.1:1".into()],
+        ..options()
+    });
+    assert!(matches!(
+        other.get_manifest(&target),
+        Err(Error::Tls { .. })
+    ));
+}
+
 /// A bearer-token auth layer in front of an open registry: `/token` checks basic
 /// credentials and records the scopes asked for; `/v2/` wants the token.
 fn token_layer(
