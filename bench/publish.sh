@@ -15,6 +15,11 @@
 #      b. with an unencrypted PKCS#8 key (the same work, read from a file),
 #      c. with cosign's encrypted key decrypted by the push itself (scrypt: ~0.2 s of CPU per
 #         process, decrypted while the blobs upload).
+#   4. the same signed / unsigned pair over a shaped link (LINK, default 1gbit; LINK=off skips
+#      it): the registry in its own network namespace behind a veth pair whose two ends are
+#      limited by tc's token bucket filter. On loopback the registry shares the client's CPUs
+#      and each of signing's small requests costs it ~2 ms of CPU, so case 3 measures that
+#      contention; over a link, as in real use, the network bounds the push. Needs root.
 #   bench/publish.sh [MB_PER_ARCH] [RUNS]      (default 64 MB, 15 runs; needs skopeo, openssl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +32,8 @@ work=$(mktemp -d)
 reg=
 data=$work/data
 [ -d /dev/shm ] && [ -w /dev/shm ] && data=$(mktemp -d /dev/shm/oxkit-bench.XXXXXX)
-trap '[ -n "$reg" ] && kill "$reg" 2>/dev/null; [ -n "${unlocked:-}" ] && "$ox" -q key lock --key "$work/agent.key" >/dev/null; rm -rf "$work" "$data"' EXIT
+reg2= netns=
+trap '[ -n "$reg" ] && kill "$reg" 2>/dev/null; [ -n "$reg2" ] && kill "$reg2" 2>/dev/null; [ -n "$netns" ] && ip netns del "$netns" 2>/dev/null; [ -n "${unlocked:-}" ] && "$ox" -q key lock --key "$work/agent.key" >/dev/null; rm -rf "$work" "$data" "$data-link"' EXIT
 export OXKIT_STORE=$work/store HOME=$work/home DOCKER_CONFIG=$work/home/.docker COSIGN_PASSWORD=bench
 unset SOURCE_DATE_EPOCH OXKIT_SIGNING_KEY NOTRUST
 mkdir -p "$HOME"
@@ -85,6 +91,46 @@ skopeo copy --quiet --all "oci:$OXKIT_STORE:$name" "oci:$work/layout:bench" >/de
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$work/plain.pem" 2>/dev/null
 
 push() { "$ox" -q pkg --hash bench push "$@" "$pkg" >/dev/null; }
+
+# Case 4's link: a network namespace holding the second registry, joined to this one by a veth
+# pair shaped in both directions.
+link=${LINK:-1gbit}
+if [ "$link" != off ] && [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v tc >/dev/null; then
+  netns=oxbench$$
+  if ip netns add "$netns" 2>/dev/null &&
+    ip link add "oxb$$" type veth peer name "oxb$$p" netns "$netns" &&
+    ip addr add 10.213.77.1/30 dev "oxb$$" && ip link set "oxb$$" up &&
+    ip -n "$netns" addr add 10.213.77.2/30 dev "oxb$$p" && ip -n "$netns" link set "oxb$$p" up &&
+    tc qdisc add dev "oxb$$" root tbf rate "$link" burst 256kb latency 50ms &&
+    ip netns exec "$netns" tc qdisc add dev "oxb$$p" root tbf rate "$link" burst 256kb latency 50ms; then
+    lhost=10.213.77.2:5000
+    printf 'version: 0.1\nlog: {level: info}\nstorage: {filesystem: {rootdirectory: %s}, delete: {enabled: true}}\nhttp: {addr: %s}\n' \
+      "$data-link" "$lhost" >"$work/reg2.yml"
+    lpkg=$work/lpkg/bench
+    mkdir -p "$lpkg"
+    printf 'image: bench\norg: %s/ox\narches: [amd64, arm64]\n' "$lhost" >"$lpkg/build.yml"
+    printf 'FROM scratch\n' >"$lpkg/Dockerfile"
+    for arch in amd64 arm64; do
+      "$ox" -q image import --platform "linux/$arch" "$work/rootfs-$arch" "$lhost/ox/bench:bench-$arch" >/dev/null
+    done
+    "$ox" -q pkg --hash bench build "$lpkg" >/dev/null
+  else
+    echo "no shaped link (cannot set up a network namespace and veth pair): case 4 skipped" >&2
+    ip netns del "$netns" 2>/dev/null || true
+    netns= link=off
+  fi
+else
+  link=off
+fi
+start_link_registry() { # a fresh, empty registry behind the link
+  if [ -n "$reg2" ]; then kill "$reg2"; wait "$reg2" 2>/dev/null || true; fi
+  rm -rf "$data-link"
+  ip netns exec "$netns" docker-registry serve "$work/reg2.yml" >>"$work/reg2.log" 2>&1 &
+  reg2=$!
+  for _ in $(seq 100); do curl -fs "http://$lhost/v2/" >/dev/null && return; sleep 0.05; done
+  echo "docker-registry did not start behind the link" >&2; exit 1
+}
+lpush() { "$ox" -q pkg --hash bench push --insecure-registry "$lhost" "$@" "$lpkg" >/dev/null; }
 sk() { skopeo copy --quiet --all --dest-tls-verify=false "oci:$work/layout:bench" "docker://$host/sk/bench:bench" >/dev/null; }
 
 cosign_bin=$(command -v cosign || true)
@@ -126,6 +172,13 @@ for i in $(seq "$runs"); do
   secs "$a" "$b" >>"$work/t.ox"; secs "$c" "$d" >>"$work/t.ox2"
   secs "$e" "$f" >>"$work/t.sk"; secs "$f" "$g" >>"$work/t.sk2"
   secs "$h" "$j" >>"$work/t.agent"; secs "$k" "$l" >>"$work/t.plain"; secs "$m" "$n" >>"$work/t.enc"
+  if [ "$link" != off ]; then
+    # The unlocked key when there is one, else the unencrypted one: the signing work alone.
+    lkey=$work/plain.pem
+    [ -n "${unlocked:-}" ] && lkey=$work/agent.key
+    start_link_registry; lp=$(now); lpush --no-sign; lq=$(now); secs "$lp" "$lq" >>"$work/t.lu"
+    start_link_registry; lp=$(now); lpush --key "$lkey"; lq=$(now); secs "$lp" "$lq" >>"$work/t.ls"
+  fi
   echo "$cs" >>"$work/t.cos"
   echo $((r1 - r0)) >>"$work/n.unsigned"; echo $((r3 - r2)) >>"$work/n.signed"
   printf 'run %d: empty: oxkit %.3fs skopeo %.3fs | again: oxkit %.3fs skopeo %.3fs | signed: unlocked key %.3fs, unencrypted key %.3fs, encrypted key %.3fs | push + cosign sign %.3fs\n' \
@@ -152,4 +205,9 @@ printf '  with an encrypted key the push decrypts itself: %.3fs: ratio %.2f (the
 if [ -n "$cosign_bin" ]; then
   printf 'context: unsigned push then cosign sign (same key): %.3fs: ratio %.2f to the unsigned push\n' \
     "$m_cos" "$(ratio "$m_cos" "$m_ox")"
+fi
+if [ "$link" != off ]; then
+  m_lu=$(median "$work/t.lu"); m_ls=$(median "$work/t.ls")
+  printf 'over a %s link:          signed %.3fs, unsigned %.3fs: ratio %.2f (target <= 1.10)\n' \
+    "$link" "$m_ls" "$m_lu" "$(ratio "$m_ls" "$m_lu")"
 fi

@@ -373,4 +373,21 @@ mod tests {
             .to_string();
         assert!(e.contains("ca.crt") && e.contains("PEM"), "{e}");
     }
+
+    #[test]
+    fn a_client_pair_that_is_not_pem_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        touch(&t.path().join("h/client.cert"), "not a certificate");
+        touch(&t.path().join("h/client.key"), "not a key");
+        let files = find_host_files(&[t.path().to_path_buf()], "h").unwrap();
+        let e = client_config(&files, false, "h")
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            e.contains("client.cert") && e.contains("client.key") && e.contains("no certificate"),
+            "{e}"
+        );
+        // Verification off does not mean the files are not checked.
+        assert!(client_config(&files, true, "h").is_err());
+    }
 }
