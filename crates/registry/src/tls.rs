@@ -113,15 +113,15 @@ pub(crate) fn client_config(
             url: format!("https://{host}/"),
             reason: e.to_string(),
         })?;
-    let verifier: Arc<dyn ServerCertVerifier> = if insecure {
-        Arc::new(Unverified { provider })
+    let trust = if insecure {
+        Trust::Any
     } else {
-        Arc::new(SystemRoots {
+        Trust::System {
             extra,
-            provider,
-            verifier: OnceLock::new(),
-        })
+            made: OnceLock::new(),
+        }
     };
+    let verifier = Arc::new(Verifier { provider, trust });
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
@@ -179,34 +179,25 @@ fn extra_roots(files: &HostCertFiles) -> Result<Vec<CertificateDer<'static>>> {
     Ok(roots)
 }
 
-/// The platform verifier (system roots plus `extra`, hostnames checked), built on first use.
+/// Checks a registry's certificate as `trust` says; the handshake's signatures always.
 #[derive(Debug)]
-struct SystemRoots {
-    extra: Vec<CertificateDer<'static>>,
+struct Verifier {
     provider: Arc<CryptoProvider>,
-    verifier: OnceLock<std::result::Result<Arc<rustls_platform_verifier::Verifier>, String>>,
+    trust: Trust,
 }
 
-impl SystemRoots {
-    fn get(&self) -> std::result::Result<&rustls_platform_verifier::Verifier, rustls::Error> {
-        let made = self.verifier.get_or_init(|| {
-            rustls_platform_verifier::Verifier::new_with_extra_roots(
-                self.extra.iter().cloned(),
-                self.provider.clone(),
-            )
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-        });
-        match made {
-            Ok(v) => Ok(v),
-            Err(e) => Err(rustls::Error::General(format!(
-                "cannot load the trusted CA certificates: {e}"
-            ))),
-        }
-    }
+#[derive(Debug)]
+enum Trust {
+    /// An insecure registry's (`--insecure-registry`): any certificate, as Docker does.
+    Any,
+    /// The platform verifier: system roots plus `extra`, hostnames checked; made on first use.
+    System {
+        extra: Vec<CertificateDer<'static>>,
+        made: OnceLock<std::result::Result<Arc<rustls_platform_verifier::Verifier>, String>>,
+    },
 }
 
-impl ServerCertVerifier for SystemRoots {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -215,62 +206,25 @@ impl ServerCertVerifier for SystemRoots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        self.get()?
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// An insecure registry's (`--insecure-registry`): any certificate is accepted, as Docker
-/// does; the handshake's signatures are still checked against the certificate sent.
-#[derive(Debug)]
-struct Unverified {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Trust::System { extra, made } = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let made = made.get_or_init(|| {
+            rustls_platform_verifier::Verifier::new_with_extra_roots(
+                extra.iter().cloned(),
+                self.provider.clone(),
+            )
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+        });
+        match made {
+            Ok(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            Err(e) => Err(rustls::Error::General(format!(
+                "cannot load the trusted CA certificates: {e}"
+            ))),
+        }
     }
 
     fn verify_tls12_signature(
