@@ -159,7 +159,7 @@ impl<'a> Signer<'a> {
     pub(crate) fn prepare(&self, digest: &Digest) -> Result<Prepared<'a>> {
         let mut job = Job::new(*self, digest)?;
         let current = job.read()?;
-        let staged = job.stage(current.as_ref(), 1)?;
+        let staged = job.stage(current.as_ref())?;
         Ok(Prepared { job, staged })
     }
 }
@@ -229,6 +229,11 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// Whether `m` (what the signature tag holds) has our signature.
+    fn signed_in(&self, m: &oxkit_registry::Manifest) -> bool {
+        signed_by(&m.bytes, &self.payload, &self.public)
+    }
+
     /// What the signature tag holds now.
     fn read(&self) -> Result<Option<oxkit_registry::Manifest>> {
         self.remote
@@ -241,13 +246,9 @@ impl<'a> Job<'a> {
 
     /// `current` with our signature appended and the new blobs uploaded; `None` when `current`
     /// has our signature already.
-    fn stage(
-        &mut self,
-        current: Option<&oxkit_registry::Manifest>,
-        attempt: u32,
-    ) -> Result<Option<Staged>> {
+    fn stage(&mut self, current: Option<&oxkit_registry::Manifest>) -> Result<Option<Staged>> {
         let mut image = match current {
-            Some(m) if signed_by(&m.bytes, &self.payload, &self.public) => return Ok(None),
+            Some(m) if self.signed_in(m) => return Ok(None),
             Some(m) => {
                 SignatureImage::fetch(&m.bytes, |d| self.remote.get_blob(&self.repo, &d.digest))
                     .map_err(|source| PublishError::SignatureImage {
@@ -259,13 +260,6 @@ impl<'a> Job<'a> {
             }
             None => SignatureImage::new(),
         };
-        if attempt > 1 {
-            self.events.event(PublishEvent::SignatureRetry {
-                reference: self.image_ref.to_string(),
-                attempt,
-            });
-            std::thread::sleep(retry_policy().backoff(attempt));
-        }
         let signature = match &mut self.signature {
             Some(s) => s,
             None => self
@@ -326,8 +320,18 @@ impl<'a> Job<'a> {
             let staged = match ready.take() {
                 Some(s) => s,
                 None => {
-                    let current = self.read()?;
-                    match self.stage(current.as_ref(), attempt)? {
+                    let mut current = self.read()?;
+                    if attempt > 1 && !current.as_ref().is_some_and(|m| self.signed_in(m)) {
+                        // Another writer replaced ours: wait, then merge into what the tag
+                        // holds after the wait (a read from before it would widen the race).
+                        self.events.event(PublishEvent::SignatureRetry {
+                            reference: self.image_ref.to_string(),
+                            attempt,
+                        });
+                        std::thread::sleep(retry_policy().backoff(attempt));
+                        current = self.read()?;
+                    }
+                    match self.stage(current.as_ref())? {
                         Some(s) => s,
                         None => return Ok(self.outcome(attempt > 1, attempt)),
                     }
