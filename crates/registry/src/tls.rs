@@ -193,7 +193,7 @@ enum Trust {
     /// The platform verifier: system roots plus `extra`, hostnames checked; made on first use.
     System {
         extra: Vec<CertificateDer<'static>>,
-        made: OnceLock<std::result::Result<Arc<rustls_platform_verifier::Verifier>, String>>,
+        made: OnceLock<std::result::Result<rustls_platform_verifier::Verifier, String>>,
     },
 }
 
@@ -214,7 +214,6 @@ impl ServerCertVerifier for Verifier {
                 extra.iter().cloned(),
                 self.provider.clone(),
             )
-            .map(Arc::new)
             .map_err(|e| e.to_string())
         });
         match made {
