@@ -84,8 +84,20 @@ fn configured_command() -> Result<Option<(PathBuf, String)>> {
     }))
 }
 
+/// What to say when no signing key is given anywhere.
+pub const NO_SIGNING_KEY: &str = "no signing key: pass --key FILE, set OXKIT_SIGNING_KEY, or add signing-key = \"FILE\" to ~/.config/oxkit/config.toml";
+
+/// The signing key file: `flag` (`--key`, or `OXKIT_SIGNING_KEY` through clap) unless empty,
+/// else the config file's `signing-key`.
+pub fn signing_key_path(flag: Option<&Path>) -> Result<Option<PathBuf>> {
+    match flag {
+        Some(k) if !k.as_os_str().is_empty() => Ok(Some(k.to_path_buf())),
+        _ => configured_signing_key(),
+    }
+}
+
 /// The `signing-key` the config file names (relative paths from the file's directory).
-pub fn configured_signing_key() -> Result<Option<PathBuf>> {
+fn configured_signing_key() -> Result<Option<PathBuf>> {
     Ok(user_config()?.and_then(|(path, config)| {
         let key = config.signing_key.filter(|k| !k.as_os_str().is_empty())?;
         Some(match path.parent() {

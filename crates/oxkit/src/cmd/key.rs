@@ -61,12 +61,7 @@ struct WhichKey {
 
 impl WhichKey {
     fn path(&self) -> Result<PathBuf> {
-        match &self.key {
-            Some(k) if !k.as_os_str().is_empty() => Ok(k.clone()),
-            _ => secrets::configured_signing_key()?.context(
-                "no signing key: pass --key FILE, set OXKIT_SIGNING_KEY, or add signing-key = \"FILE\" to ~/.config/oxkit/config.toml",
-            ),
-        }
+        secrets::signing_key_path(self.key.as_deref())?.context(secrets::NO_SIGNING_KEY)
     }
 }
 

@@ -74,10 +74,7 @@ impl PublishArgs {
         if self.no_sign {
             return Ok(None);
         }
-        match &self.key {
-            Some(k) if !k.as_os_str().is_empty() => Ok(Some(k.clone())),
-            _ => crate::secrets::configured_signing_key(),
-        }
+        crate::secrets::signing_key_path(self.key.as_deref())
     }
 
     /// The signing key, `None` under `--no-sign`; no key at all is an error saying how to
@@ -89,7 +86,8 @@ impl PublishArgs {
         }
         let Some(path) = self.key_path()? else {
             bail!(
-                "no signing key: pass --key FILE, set OXKIT_SIGNING_KEY, or add signing-key = \"FILE\" to ~/.config/oxkit/config.toml (create a key pair with `oxkit key generate`); or pass --no-sign to push unsigned"
+                "{} (create a key pair with `oxkit key generate`); or pass --no-sign to push unsigned",
+                crate::secrets::NO_SIGNING_KEY
             );
         };
         let key = LazyKey::open(&path)?;
