@@ -80,12 +80,7 @@ fn a_signature_lost_to_a_rival_writer_is_added_again() {
     // The rival read the (empty) signature image before our write and writes its own
     // one-layer image just after ours: before our verifying read.
     let tag_ref = repo.with_tag(&signature_tag(&digest)).unwrap();
-    let rival_image = {
-        let mut img = SignatureImage::new();
-        let s = oxkit_sign::sign_image(&theirs, &repo, digest.clone(), []);
-        img.append(&s.payload, &s.signature);
-        img
-    };
+    let rival_image = with_signature(SignatureImage::new(), &theirs, &repo, &digest);
     let reads = Mutex::new(0);
     let tag_key = key(&tag_ref);
     fake.set_hook(Box::new(move |st: &mut State, op: Op, r: &Reference| {
@@ -95,11 +90,7 @@ fn a_signature_lost_to_a_rival_writer_is_added_again() {
         let mut n = reads.lock().unwrap();
         *n += 1;
         if *n == 2 {
-            let (manifest, blobs) = rival_image.to_parts();
-            for (_, b) in blobs {
-                st.put(None, "blob", &b);
-            }
-            st.put(Some(r), mt::OCI_MANIFEST, &manifest);
+            write_image(st, r, &rival_image);
         }
     }));
     let out = sign_digest(&fake, &repo, &digest, &ours, &annotations(), &NoEvents).unwrap();
@@ -109,6 +100,89 @@ fn a_signature_lost_to_a_rival_writer_is_added_again() {
         verifies(&fake, &repo, &digest, &theirs.public_key()),
         "the rival's is kept"
     );
+}
+
+/// `img` with `key`'s signature of `digest` appended.
+fn with_signature(
+    mut img: SignatureImage,
+    key: &SigningKey,
+    repo: &Reference,
+    digest: &Digest,
+) -> SignatureImage {
+    let s = oxkit_sign::sign_image(key, repo, digest.clone(), []);
+    img.append(&s.payload, &s.signature);
+    img
+}
+
+/// Writes `img` (its blobs, then its manifest) as the tag `tag_ref`.
+fn write_image(st: &mut State, tag_ref: &Reference, img: &SignatureImage) {
+    let (manifest, blobs) = img.to_parts();
+    for (_, b) in blobs {
+        st.put(None, "blob", &b);
+    }
+    st.put(Some(tag_ref), mt::OCI_MANIFEST, &manifest);
+}
+
+/// Writes a signature image over the tag when the signer announces a retry, that is while
+/// it waits before merging again.
+struct WritesDuringTheWait<'f> {
+    fake: &'f Fake,
+    tag_ref: Reference,
+    image: SignatureImage,
+    written: Mutex<bool>,
+}
+
+impl crate::EventSink for WritesDuringTheWait<'_> {
+    fn event(&self, e: PublishEvent) {
+        let mut written = self.written.lock().unwrap();
+        if matches!(e, PublishEvent::SignatureRetry { .. }) && !*written {
+            *written = true;
+            write_image(&mut self.fake.state(), &self.tag_ref, &self.image);
+        }
+    }
+}
+
+#[test]
+fn a_retry_merges_what_was_written_while_it_waited() {
+    let fake = Fake::default();
+    let (repo, digest) = image(&fake);
+    let (ours, second, third) = (
+        SigningKey::generate(),
+        SigningKey::generate(),
+        SigningKey::generate(),
+    );
+    let tag_ref = repo.with_tag(&signature_tag(&digest)).unwrap();
+    // A second signer replaces ours just before our verifying read; a third, having read the
+    // second's image, appends to it while we wait to retry.
+    let second_image = with_signature(SignatureImage::new(), &second, &repo, &digest);
+    let third_image = with_signature(second_image.clone(), &third, &repo, &digest);
+    let reads = Mutex::new(0);
+    let tag_key = key(&tag_ref);
+    fake.set_hook(Box::new(move |st: &mut State, op: Op, r: &Reference| {
+        if op != Op::Get || key(r) != tag_key {
+            return;
+        }
+        let mut n = reads.lock().unwrap();
+        *n += 1;
+        if *n == 2 {
+            write_image(st, r, &second_image);
+        }
+    }));
+    let events = WritesDuringTheWait {
+        fake: &fake,
+        tag_ref: tag_ref.clone(),
+        image: third_image,
+        written: Mutex::new(false),
+    };
+    let out = sign_digest(&fake, &repo, &digest, &ours, &annotations(), &events).unwrap();
+    assert!(out.added, "{out:?}");
+    assert!(*events.written.lock().unwrap(), "the retry was announced");
+    for k in [&ours, &second, &third] {
+        assert!(
+            verifies(&fake, &repo, &digest, &k.public_key()),
+            "every signer's signature is kept"
+        );
+    }
 }
 
 #[test]
