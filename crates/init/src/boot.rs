@@ -9,9 +9,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use oxkit_linux::child::loopback_up;
 use rustix::process::WaitOptions;
 
-use crate::child::{loopback_up, mkdir_all, mount};
+use crate::child::{mkdir_all, mount};
 use crate::cmdline::{self, Cmdline};
 use crate::log::Log;
 use crate::modules::Loader;

@@ -1,63 +1,11 @@
 //! Linux capability names (`CAP_NET_ADMIN`) to bit numbers and sets, for the five sets of an OCI
 //! `process.capabilities`.
 //!
-//! Pure: no syscalls. Unknown names are returned to the caller, which logs them once and goes
-//! on without them (runc refuses them; an init must not).
+//! Pure: no syscalls. The names are `oxkit_linux::caps`, shared with the build sandbox.
+//! Unknown names are returned to the caller, which logs them once and goes on without them
+//! (runc refuses them; an init must not).
 
-/// Capability names in number order (`CAP_CHOWN` is 0), up to Linux 5.9's `CAP_CHECKPOINT_RESTORE`.
-const NAMES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
-
-/// The number of `name` (`CAP_` prefix optional, any case).
-pub fn number(name: &str) -> Option<u32> {
-    let upper = name.to_ascii_uppercase();
-    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    NAMES
-        .iter()
-        .position(|n| *n == bare)
-        .and_then(|p| u32::try_from(p).ok())
-}
+use oxkit_linux::caps::number;
 
 /// The set named by `names` as a bit mask, and the names it did not know.
 pub fn set(names: Option<&[String]>) -> (u64, Vec<String>) {
@@ -112,15 +60,6 @@ impl CapSets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_and_numbers() {
-        assert_eq!(number("CAP_CHOWN"), Some(0));
-        assert_eq!(number("cap_sys_admin"), Some(21));
-        assert_eq!(number("SYS_BOOT"), Some(22));
-        assert_eq!(number("CAP_CHECKPOINT_RESTORE"), Some(40));
-        assert_eq!(number("CAP_FLY"), None);
-    }
 
     #[test]
     fn sets_from_runc_spec() {

@@ -8,12 +8,17 @@
 //! wrappers that are single system calls).
 
 use std::ffi::{CStr, c_char};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{CWD, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::{Rlimit, Signal};
 use rustix::thread::{CapabilitySet, CapabilitySets};
+
+use oxkit_linux::child::{
+    close_fds_on_exec, exec_first, execve, last_errno, loopback_up, reset_signals,
+};
+pub use oxkit_linux::report::Failure;
 
 use crate::mountopt::{
     MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
@@ -34,46 +39,11 @@ pub struct ChildFds<'a> {
     pub namespaces: &'a [OwnedFd],
 }
 
-/// Which step failed (`steps.len()` means execve) and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub step: u32,
-    pub errno: i32,
-}
-
-impl Failure {
-    pub const LEN: usize = 8;
-    /// The fixed prologue (signals, session, stdio) failed.
-    pub const PROLOGUE: u32 = u32::MAX;
-
-    pub fn encode(self) -> [u8; Self::LEN] {
-        let mut out = [0u8; Self::LEN];
-        let (a, b) = out.split_at_mut(4);
-        a.copy_from_slice(&self.step.to_ne_bytes());
-        b.copy_from_slice(&self.errno.to_ne_bytes());
-        out
-    }
-
-    pub fn decode(bytes: [u8; Self::LEN]) -> Self {
-        let [a, b, c, d, e, f, g, h] = bytes;
-        Self {
-            step: u32::from_ne_bytes([a, b, c, d]),
-            errno: i32::from_ne_bytes([e, f, g, h]),
-        }
-    }
-}
-
 /// The child's entry point after clone: never returns. `argv`/`envp` are NULL-terminated
 /// pointer arrays into `plan.exec`.
 pub fn main(plan: &Plan, fds: &ChildFds<'_>, argv: &[*const c_char], envp: &[*const c_char]) -> ! {
-    let failure = run(plan, fds, argv, envp);
-    // A short write of 8 bytes to a pipe cannot happen; if the parent is gone nobody cares.
-    let _ = rustix::io::write(fds.report, &failure.encode());
+    run(plan, fds, argv, envp).send(fds.report);
     exit(127)
-}
-
-fn index(i: usize) -> u32 {
-    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 fn run(plan: &Plan, fds: &ChildFds<'_>, argv: &[*const c_char], envp: &[*const c_char]) -> Failure {
@@ -87,33 +57,12 @@ fn run(plan: &Plan, fds: &ChildFds<'_>, argv: &[*const c_char], envp: &[*const c
         match apply(&planned.step, fds) {
             Ok(()) => {}
             Err(e) if tolerated(planned.tolerate, e) => {}
-            Err(e) => {
-                return Failure {
-                    step: index(i),
-                    errno: e.raw_os_error(),
-                };
-            }
+            Err(e) => return Failure::at(i, e),
         }
     }
-    let exec_step = index(plan.steps.len());
-    // execvp's rules: keep looking past missing files, remember EACCES, stop at anything else.
-    let mut best = Errno::NOENT;
-    for candidate in &plan.exec.candidates {
-        match execve(candidate, argv, envp) {
-            Errno::NOENT | Errno::NOTDIR => {}
-            Errno::ACCESS => best = Errno::ACCESS,
-            other => {
-                return Failure {
-                    step: exec_step,
-                    errno: other.raw_os_error(),
-                };
-            }
-        }
-    }
-    Failure {
-        step: exec_step,
-        errno: best.raw_os_error(),
-    }
+    let candidates = plan.exec.candidates.iter().map(|c| c.as_c_str());
+    let errno = exec_first(candidates, |path| execve(path, argv, envp));
+    Failure::at(plan.steps.len(), errno)
 }
 
 fn tolerated(t: Tolerate, e: Errno) -> bool {
@@ -133,45 +82,9 @@ fn prologue(fds: &ChildFds<'_>) -> SysResult {
     rustix::stdio::dup2_stdin(fds.stdin)?;
     rustix::stdio::dup2_stdout(fds.output)?;
     rustix::stdio::dup2_stderr(fds.output)?;
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors, so that
-    // nothing the init has open leaks into the container. Kernels before 5.11 refuse it,
-    // which loses only that hygiene.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    // Nothing the init has open leaks into the container.
+    close_fds_on_exec();
     Ok(())
-}
-
-fn reset_signals() {
-    for sig in 1..=64 {
-        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: installing SIG_DFL runs no handler code; numbers glibc reserves for itself
-        // are refused with EINVAL, which is fine to ignore.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-    // SAFETY: `set` is a valid, writable sigset_t for sigemptyset and a valid one for
-    // sigprocmask; a null old-set pointer is allowed. The init blocks the signals it reads
-    // through signalfd, and a blocked mask survives execve: it must be cleared here.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
-}
-
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO),
-    )
 }
 
 fn check(ret: libc::c_long) -> SysResult {
@@ -486,49 +399,6 @@ fn enter_root(root: &CStr, pivot: bool) -> SysResult {
     rustix::process::chdir(c"/")
 }
 
-/// Sets IFF_UP on `lo`; the kernel then gives it 127.0.0.1/8 and ::1 by itself.
-pub(crate) fn loopback_up() -> SysResult {
-    // SAFETY: plain socket(2); the descriptor is closed below on every path.
-    let fd: RawFd =
-        unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(last_errno());
-    }
-    // SAFETY: ifreq is plain old data (a name array and a union of integers): all zeroes is a
-    // valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, a valid ifreq that outlives the
-    // calls; reading `ifru_flags` is what SIOCGIFFLAGS filled in.
-    let result = unsafe {
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            Err(last_errno())
-        } else {
-            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-                Err(last_errno())
-            } else {
-                Ok(())
-            }
-        }
-    };
-    // SAFETY: `fd` is the socket opened above and owned by nothing else.
-    unsafe { libc::close(fd) };
-    result
-}
-
-fn execve(path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
-    if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
-        return Errno::INVAL;
-    }
-    // SAFETY: `path` is a C string; `argv` and `envp` are NULL-terminated (checked above)
-    // arrays of pointers to C strings the caller keeps alive. execve returns only on error.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    last_errno()
-}
-
 /// Ends the child at once: no destructors, no atexit handlers, no stdio flushing (those belong
 /// to the parent).
 pub(crate) fn exit(code: i32) -> ! {
@@ -554,15 +424,6 @@ pub(crate) fn high_fd(fd: OwnedFd) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failures_round_trip() {
-        let f = Failure {
-            step: 7,
-            errno: libc::ENOENT,
-        };
-        assert_eq!(Failure::decode(f.encode()), f);
-    }
 
     #[test]
     fn mkdir_all_creates_every_level_and_refuses_files() {

@@ -106,10 +106,8 @@ pub fn start(plan: &Plan, rootfs: &Path) -> Result<Started, StartError> {
     let pid = Pid::from_raw(pid).ok_or_else(|| setup("clone", "no pid"))?;
     drop((stdin, out_w, rep_w, namespaces));
 
-    let mut report = [0u8; Failure::LEN];
-    let got = read_full(&rep_r, &mut report).unwrap_or(0);
-    if got == Failure::LEN {
-        let failure = Failure::decode(report);
+    // A report cut short (the child died while setting up) shows as the child's exit.
+    if let Ok(Some(failure)) = Failure::receive(&rep_r) {
         // The child exits right after reporting.
         let _ = waitpid_blocking(pid);
         return Err(describe(plan, rootfs, failure));
@@ -127,19 +125,6 @@ fn set_nonblocking(fd: &OwnedFd) {
     if let Ok(flags) = rustix::fs::fcntl_getfl(fd) {
         let _ = rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK);
     }
-}
-
-fn read_full(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match rustix::io::read(fd.as_fd(), buf.get_mut(got..).unwrap_or_default()) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(got)
 }
 
 fn waitpid_blocking(pid: Pid) -> io::Result<()> {

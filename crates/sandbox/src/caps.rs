@@ -1,52 +1,10 @@
-//! Linux capability sets by name, and Docker's default set for build steps. Pure data: applying
-//! a set is the child's job (see `plan.rs`).
+//! Linux capability sets by name (the names are `oxkit_linux::caps`, shared with the init), and
+//! Docker's default set for build steps. Pure data: applying a set is the child's job (see
+//! `plan.rs`).
 
 use std::fmt;
 
-/// Kernel capability names, indexed by capability number (`include/uapi/linux/capability.h`).
-const NAMES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
+use oxkit_linux::caps::{NAMES, number};
 
 /// Docker's (and BuildKit's) default capabilities for containers and `RUN` steps: what `apt`,
 /// `useradd`, `chown` and friends need, and nothing that administers the host.
@@ -115,9 +73,7 @@ impl Capabilities {
 
     /// Adds one capability by name.
     pub fn insert(&mut self, name: &str) -> Result<(), CapabilityError> {
-        let upper = name.trim().to_ascii_uppercase();
-        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-        let n = number(bare).ok_or_else(|| CapabilityError {
+        let n = number(name.trim()).ok_or_else(|| CapabilityError {
             name: name.to_string(),
         })?;
         self.0 |= 1 << n;
@@ -147,13 +103,6 @@ impl Capabilities {
             .map(|(_, n)| format!("CAP_{n}"))
             .collect()
     }
-}
-
-fn number(bare: &str) -> Option<u32> {
-    NAMES
-        .iter()
-        .position(|n| *n == bare)
-        .and_then(|p| u32::try_from(p).ok())
 }
 
 impl Default for Capabilities {

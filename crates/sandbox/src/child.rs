@@ -7,6 +7,8 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use oxkit_linux::child::exec_first;
+pub(crate) use oxkit_linux::report::Failure;
 use rustix::io::Errno;
 
 use crate::plan::{Action, Plan};
@@ -22,36 +24,6 @@ pub(crate) struct ChildFds {
     pub sync: Option<OwnedFd>,
 }
 
-/// Which step failed (`plan.steps.len()` means the final `execve`) and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub step: u32,
-    pub errno: i32,
-}
-
-impl Failure {
-    pub(crate) const LEN: usize = 8;
-
-    pub(crate) fn encode(self) -> [u8; Self::LEN] {
-        let mut out = [0u8; Self::LEN];
-        out[..4].copy_from_slice(&self.step.to_ne_bytes());
-        out[4..].copy_from_slice(&self.errno.to_ne_bytes());
-        out
-    }
-
-    pub(crate) fn decode(bytes: [u8; Self::LEN]) -> Self {
-        let [a, b, c, d, e, f, g, h] = bytes;
-        Self {
-            step: u32::from_ne_bytes([a, b, c, d]),
-            errno: i32::from_ne_bytes([e, f, g, h]),
-        }
-    }
-}
-
-fn index(i: usize) -> u32 {
-    u32::try_from(i).unwrap_or(u32::MAX)
-}
-
 /// Runs the plan; returns only if a step or every `execve` candidate failed.
 pub(crate) fn execute(plan: &Plan, fds: &ChildFds, sys: &dyn Syscalls) -> Failure {
     for (i, step) in plan.steps.iter().enumerate() {
@@ -59,34 +31,14 @@ pub(crate) fn execute(plan: &Plan, fds: &ChildFds, sys: &dyn Syscalls) -> Failur
             Ok(()) => {}
             Err(Errno::NOENT) if step.may_be_missing => {}
             Err(Errno::EXIST) if step.may_exist => {}
-            Err(e) => {
-                return Failure {
-                    step: index(i),
-                    errno: e.raw_os_error(),
-                };
-            }
+            Err(e) => return Failure::at(i, e),
         }
     }
-    let exec_step = index(plan.steps.len());
-    // execvp's rules: keep looking past missing files and directories, remember EACCES, stop at
-    // anything else.
-    let mut best = Errno::NOENT;
-    for candidate in &plan.exec.candidates {
-        match sys.execve(candidate, &plan.exec.argv, &plan.exec.envp) {
-            Errno::NOENT | Errno::NOTDIR => {}
-            Errno::ACCESS => best = Errno::ACCESS,
-            other => {
-                return Failure {
-                    step: exec_step,
-                    errno: other.raw_os_error(),
-                };
-            }
-        }
-    }
-    Failure {
-        step: exec_step,
-        errno: best.raw_os_error(),
-    }
+    let candidates = plan.exec.candidates.iter().map(|c| c.as_c_str());
+    let errno = exec_first(candidates, |path| {
+        sys.execve(path, &plan.exec.argv, &plan.exec.envp)
+    });
+    Failure::at(plan.steps.len(), errno)
 }
 
 fn apply(action: &Action, fds: &ChildFds, sys: &dyn Syscalls) -> SysResult {
@@ -158,10 +110,7 @@ fn enter_root(root: &std::ffi::CStr, pivot: bool, sys: &dyn Syscalls) -> SysResu
 
 /// The child's entry point after `clone`: never returns.
 pub(crate) fn main(plan: &Plan, fds: &ChildFds, sys: &dyn Syscalls) -> ! {
-    let failure = execute(plan, fds, sys);
-    let record = failure.encode();
-    // A short write cannot happen for 8 bytes on a pipe; if the parent is gone nobody cares.
-    let _ = rustix::io::write(&fds.report, &record);
+    execute(plan, fds, sys).send(&fds.report);
     crate::process::exit_child(127)
 }
 

@@ -3,7 +3,8 @@
 //! binfmt_misc/QEMU, KVM, cgroups). It knows nothing about images or layers: the builder hands
 //! it a directory and a command, and gets back an exit status and the output.
 //!
-//! This is the only oxkit crate with `unsafe` code and raw syscalls. Every host side effect the
+//! Its `unsafe` code is a few raw system calls (the clone, the child's setup, the KVM probe's
+//! ioctl); those the init needs too live once in `oxkit-linux`. Every host side effect the
 //! sandboxed child performs (mount, pivot_root, mknod, capset, ...) goes through the
 //! `Syscalls` trait (module `syscall`), so the setup sequence is unit-tested against a recording
 //! fake without root.

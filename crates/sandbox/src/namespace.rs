@@ -283,18 +283,16 @@ impl NamespaceSandbox {
                 .map_err(|e| SandboxError::process("releasing the child", e))?;
         }
 
-        let mut record = [0u8; Failure::LEN];
-        let got = process::read_full(&report_r, &mut record)
-            .map_err(|e| SandboxError::process("reading the setup report", e))?;
-        if got == Failure::LEN {
-            let _ = guard.wait();
-            return Err(describe_failure(p, &plan, Failure::decode(record)));
-        }
-        if got != 0 {
-            return Err(SandboxError::process(
-                "setting up",
-                io::Error::new(io::ErrorKind::UnexpectedEof, "the child died during setup"),
-            ));
+        match Failure::receive(&report_r) {
+            Ok(None) => {}
+            Ok(Some(failure)) => {
+                let _ = guard.wait();
+                return Err(describe_failure(p, &plan, failure));
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Err(SandboxError::process("setting up", e));
+            }
+            Err(e) => return Err(SandboxError::process("reading the setup report", e)),
         }
 
         let mut buf = vec![0u8; 64 * 1024];

@@ -100,18 +100,3 @@ impl Drop for ChildGuard {
 pub(crate) fn high_fd(fd: impl AsFd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
 }
-
-/// Reads until `buf` is full or end of file; returns how much was read.
-pub(crate) fn read_full(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        let rest = buf.get_mut(got..).unwrap_or_default();
-        match rustix::io::read(fd.as_fd(), rest) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(got)
-}

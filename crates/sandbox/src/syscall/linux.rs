@@ -3,7 +3,6 @@
 //! in the cloned child before `execve`.
 
 use std::ffi::{CStr, c_char};
-use std::io;
 use std::os::fd::BorrowedFd;
 
 use rustix::fs::{CWD, FileType, Mode, OFlags};
@@ -12,18 +11,12 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::process::{Gid, Uid};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
+use oxkit_linux::child::{self, last_errno};
+
 use super::{SysResult, Syscalls};
 
 /// Makes the syscalls for real.
 pub(crate) struct LinuxSyscalls;
-
-fn last_errno() -> Errno {
-    Errno::from_raw_os_error(
-        io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO),
-    )
-}
 
 fn mount_flags(flags: u64) -> Result<MountFlags, Errno> {
     u32::try_from(flags)
@@ -33,21 +26,7 @@ fn mount_flags(flags: u64) -> Result<MountFlags, Errno> {
 
 impl Syscalls for LinuxSyscalls {
     fn reset_signals(&self) {
-        for sig in 1..=64 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            // SAFETY: installing SIG_DFL involves no handler code; numbers glibc reserves for
-            // itself are refused with EINVAL, which is fine to ignore.
-            unsafe { libc::signal(sig, libc::SIG_DFL) };
-        }
-        // SAFETY: `set` is a valid, writable sigset_t for sigemptyset, and a valid one for
-        // sigprocmask; a null old-set pointer is allowed.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        }
+        child::reset_signals();
     }
 
     fn set_parent_death_signal(&self) -> SysResult {
@@ -74,16 +53,7 @@ impl Syscalls for LinuxSyscalls {
     }
 
     fn close_fds_on_exec(&self) {
-        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors; it
-        // cannot invalidate memory. Kernels before 5.11 refuse it, which only loses hygiene.
-        unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
+        child::close_fds_on_exec();
     }
 
     fn umask(&self, mode: u32) {
@@ -178,34 +148,7 @@ impl Syscalls for LinuxSyscalls {
     }
 
     fn loopback_up(&self) -> SysResult {
-        // SAFETY: plain socket(2); the descriptor is closed below on every path.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(last_errno());
-        }
-        // SAFETY: ifreq is plain old data (a name array and a union of integers): all zeroes is
-        // a valid value.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-            *dst = *src as c_char;
-        }
-        // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, a valid ifreq that outlives
-        // the calls; reading the `ifru_flags` union field is what SIOCGIFFLAGS filled in.
-        let result = unsafe {
-            if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-                Err(last_errno())
-            } else {
-                req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-                if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-                    Err(last_errno())
-                } else {
-                    Ok(())
-                }
-            }
-        };
-        // SAFETY: `fd` is the socket opened above and owned by nothing else.
-        unsafe { libc::close(fd) };
-        result
+        child::loopback_up()
     }
 
     fn drop_bounding_capability(&self, cap: u32) -> SysResult {
@@ -248,12 +191,6 @@ impl Syscalls for LinuxSyscalls {
     }
 
     fn execve(&self, path: &CStr, argv: &[*const c_char], envp: &[*const c_char]) -> Errno {
-        if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
-            return Errno::INVAL;
-        }
-        // SAFETY: `path` is a C string; `argv` and `envp` are NULL-terminated (checked above)
-        // arrays of pointers to C strings the caller keeps alive. execve returns only on error.
-        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        last_errno()
+        child::execve(path, argv, envp)
     }
 }
