@@ -7,8 +7,9 @@
 mod proxy;
 mod registry;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oxkit_registry::{
@@ -282,12 +283,19 @@ fn a_chunk_cut_off_inside_the_registry_restarts_the_upload() {
 #[test]
 fn transient_faults_are_retried() {
     let reg = Registry::start();
-    let n = Arc::new(AtomicUsize::new(0));
-    let seen = n.clone();
     // Every third request fails, cycling through the faults. A lost answer to a chunk would
     // kill distribution's upload session for good (see the restart test), so chunks are
     // dropped before reaching the registry instead.
+    //
+    // A request is failed once at most: its retry goes through. (A fixed cycle can line up
+    // with one of the parallel uploads' requests and fail every attempt of it.) Until an answer
+    // has been lost, a loss that fell on a chunk is owed to the next request that is not one,
+    // so that every kind of fault is injected whatever order those requests come in.
+    let seen = AtomicUsize::new(0);
     let blob_gets = AtomicUsize::new(0);
+    let failed_once = Mutex::new(HashSet::new());
+    let lost_one = AtomicBool::new(false);
+    let lose_owed = AtomicBool::new(false);
     let p = Proxy::start(reg.addr(), move |req: &Req| {
         if req.is_blob_get() {
             // Every other download is cut short.
@@ -297,21 +305,40 @@ fn transient_faults_are_retried() {
                 Action::Forward
             };
         }
-        let i = seen.fetch_add(1, Ordering::SeqCst);
-        if i % 3 != 2 {
+        let key = format!("{} {}", req.method, req.target);
+        if failed_once.lock().unwrap().contains(&key) {
             return Action::Forward;
         }
-        match (i / 3) % 4 {
-            0 => Action::status(500),
-            1 => Action::Respond {
-                status: 429,
-                headers: vec![("Retry-After".into(), "0".into())],
-                body: Vec::new(),
-            },
-            2 => Action::Drop,
-            _ if req.method == "PATCH" => Action::Drop,
-            _ => Action::LoseResponse,
-        }
+        let fault = if req.method != "PATCH" && lose_owed.swap(false, Ordering::SeqCst) {
+            lost_one.store(true, Ordering::SeqCst);
+            Action::LoseResponse
+        } else {
+            let i = seen.fetch_add(1, Ordering::SeqCst);
+            if i % 3 != 2 {
+                return Action::Forward;
+            }
+            match (i / 3) % 4 {
+                0 => Action::status(500),
+                1 => Action::Respond {
+                    status: 429,
+                    headers: vec![("Retry-After".into(), "0".into())],
+                    body: Vec::new(),
+                },
+                2 => Action::Drop,
+                _ if req.method == "PATCH" => {
+                    if !lost_one.load(Ordering::SeqCst) {
+                        lose_owed.store(true, Ordering::SeqCst);
+                    }
+                    Action::Drop
+                }
+                _ => {
+                    lost_one.store(true, Ordering::SeqCst);
+                    Action::LoseResponse
+                }
+            }
+        };
+        failed_once.lock().unwrap().insert(key);
+        fault
     });
     let c = Client::new(ClientOptions {
         chunk_size: 256 << 10,
