@@ -251,11 +251,6 @@ pub enum Error {
         reason: String,
     },
 
-    #[error(
-        "{what}: unsupported digest algorithm in {digest}; only sha256 and sha512 can be verified"
-    )]
-    UnsupportedDigest { what: String, digest: Digest },
-
     #[error("{what}: cannot write the downloaded data: {source}")]
     Sink {
         what: String,

@@ -20,7 +20,6 @@ mod retry;
 mod secret;
 mod tls;
 pub mod transfer;
-mod verify;
 
 pub use client::{
     BlobSource, BlobUpload, Client, ClientOptions, Downloaded, Manifest, Progress, Pushed,

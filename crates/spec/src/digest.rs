@@ -7,7 +7,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha512};
 
 /// A validated content digest such as `sha256:2c26b46b...`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,6 +52,14 @@ impl Digest {
     /// The whole digest as text.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The digest of `bytes` in this digest's algorithm: what `bytes` must hash to if they are
+    /// what this digest names.
+    pub fn of_like(&self, bytes: &[u8]) -> Digest {
+        let mut h = DigestHasher::for_digest(self);
+        h.update(bytes);
+        h.finish()
     }
 
     /// A short form for humans: the first 12 hex digits.
@@ -132,6 +140,42 @@ impl Sha256Hasher {
     }
 }
 
+/// Incremental hash in a digest's algorithm, SHA-256 or SHA-512 (the two the OCI image spec
+/// registers, and the only ones a [`Digest`] can hold): how bytes streaming past are checked
+/// against the digest they must have.
+#[derive(Clone)]
+pub enum DigestHasher {
+    Sha256(Sha256Hasher),
+    Sha512(Sha512),
+}
+
+impl DigestHasher {
+    /// A hasher in `expected`'s algorithm.
+    pub fn for_digest(expected: &Digest) -> Self {
+        match expected.algorithm() {
+            "sha512" => Self::Sha512(Sha512::new()),
+            _ => Self::Sha256(Sha256Hasher::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Sha256(h) => h.update(bytes),
+            Self::Sha512(h) => h.update(bytes),
+        }
+    }
+
+    pub fn finish(self) -> Digest {
+        match self {
+            Self::Sha256(h) => h.finish(),
+            Self::Sha512(h) => Digest {
+                text: format!("sha512:{}", hex::encode(h.finalize())),
+                split: 6,
+            },
+        }
+    }
+}
+
 impl std::io::Write for Sha256Hasher {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.update(buf);
@@ -145,6 +189,25 @@ impl std::io::Write for Sha256Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashers_follow_the_expected_digest() {
+        let d256 = Digest::sha256(b"abc");
+        assert_eq!(d256.of_like(b"abc"), d256);
+        assert_ne!(d256.of_like(b"abd"), d256);
+        // FIPS 180-2's SHA-512 of "abc".
+        let d512: Digest = "sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+            .parse()
+            .expect("digest");
+        assert_eq!(d512.of_like(b"abc"), d512);
+        let mut h = DigestHasher::for_digest(&d512);
+        h.update(b"a");
+        h.update(b"bc");
+        let got = h.finish();
+        assert_eq!(got, d512);
+        assert_eq!(got.algorithm(), "sha512");
+        assert_eq!(got.as_str().parse::<Digest>().expect("reparses"), got);
+    }
 
     #[test]
     fn sha256_of_empty_matches_known_value() {

@@ -15,7 +15,7 @@ pub mod url;
 pub mod yaml;
 
 pub use build_yml::{PackageSpec, render_tag};
-pub use digest::{Digest, DigestError, Sha256Hasher};
+pub use digest::{Digest, DigestError, DigestHasher, Sha256Hasher};
 pub use platform::{Platform, PlatformError};
 pub use reference::{Reference, ReferenceError};
 pub use yaml::{SourceLoc, SpecError, SpecErrorKind};

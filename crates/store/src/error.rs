@@ -74,10 +74,6 @@ pub enum Error {
     #[error("blob {digest} is not in the store at {}; fetch or build the image again", store.display())]
     BlobNotFound { digest: Digest, store: PathBuf },
 
-    /// Only sha256 (and sha512 when reading) are known.
-    #[error("unsupported digest algorithm in {digest}; only sha256 and sha512 are supported")]
-    UnsupportedDigest { digest: Digest },
-
     /// A reference is not tagged in the store.
     #[error("no image {reference} in the store at {}; see `oxkit cache ls`", store.display())]
     RefNotFound { reference: String, store: PathBuf },

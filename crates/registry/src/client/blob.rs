@@ -7,7 +7,7 @@
 
 use std::io::{Read, Write};
 
-use oxkit_spec::{Digest, Reference};
+use oxkit_spec::{Digest, DigestHasher, Reference};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 
@@ -15,7 +15,6 @@ use super::http::{Call, error_chain};
 use super::{Client, Pushed};
 use crate::auth::Scope;
 use crate::error::{Error, Result, display_url};
-use crate::verify::Hasher;
 
 /// Read buffer for downloads: big enough that hashing and writing run in long strides.
 const READ_BUF: usize = 1 << 20;
@@ -103,7 +102,7 @@ impl Client {
         let what = format!("fetch blob {digest} of {}", r.name());
         let scope = Scope::pull(r.repository());
         let url = host.url(&format!("{}/blobs/{digest}", r.repository()))?;
-        let mut hasher = Hasher::for_digest(digest, &what)?;
+        let mut hasher = DigestHasher::for_digest(digest);
         let progress = self.inner.opts.progress.clone();
         if let Some(p) = &progress {
             p.blob_started(digest, size);
@@ -218,7 +217,7 @@ impl Client {
             }
             self.sleep_before_retry(&what, attempt, None, &reason);
         }
-        let actual = hasher.finish()?;
+        let actual = hasher.finish();
         if &actual != digest {
             return Err(Error::DigestMismatch {
                 what,

@@ -13,7 +13,6 @@ use super::{Client, reference_path};
 use crate::auth::Scope;
 use crate::error::{Error, Result, display_url};
 use crate::media::{MANIFEST_ACCEPT, manifest_media_type};
-use crate::verify::digest_like;
 
 /// The most a manifest may weigh (the OCI spec's recommended limit for registries).
 pub(crate) const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -103,7 +102,7 @@ impl Client {
         let expected = r.digest().cloned().or(announced);
         let digest = match &expected {
             Some(want) => {
-                let actual = digest_like(want, &bytes, what)?;
+                let actual = want.of_like(&bytes);
                 if &actual != want {
                     return Err(Error::DigestMismatch {
                         what: what.to_string(),

@@ -9,9 +9,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::PathBuf;
 
-use oxkit_spec::{Digest, Sha256Hasher};
+use oxkit_spec::{Digest, DigestHasher, Sha256Hasher};
 use serde::Serialize;
-use sha2::Digest as _;
 use tempfile::TempPath;
 
 use super::Store;
@@ -33,39 +32,6 @@ impl BlobInfo {
     }
 }
 
-/// SHA-256, or SHA-512 when a caller expects a sha512 digest.
-#[derive(Clone)]
-pub(crate) enum AnyHasher {
-    Sha256(Sha256Hasher),
-    Sha512(sha2::Sha512),
-}
-
-impl AnyHasher {
-    pub(crate) fn for_digest(d: &Digest) -> Result<Self> {
-        match d.algorithm() {
-            "sha256" => Ok(Self::Sha256(Sha256Hasher::new())),
-            "sha512" => Ok(Self::Sha512(sha2::Sha512::new())),
-            _ => Err(Error::UnsupportedDigest { digest: d.clone() }),
-        }
-    }
-
-    pub(crate) fn update(&mut self, bytes: &[u8]) {
-        match self {
-            Self::Sha256(h) => h.update(bytes),
-            Self::Sha512(h) => h.update(bytes),
-        }
-    }
-
-    pub(crate) fn finish(self) -> Result<Digest> {
-        match self {
-            Self::Sha256(h) => Ok(h.finish()),
-            Self::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize()))
-                .parse()
-                .map_err(|e: oxkit_spec::DigestError| Error::Invalid(e.to_string())),
-        }
-    }
-}
-
 /// A blob being written. Bytes are hashed as they pass; [`BlobWriter::commit`] moves the
 /// file into `blobs/` only if the content matches the expected digest and size (when
 /// given). Dropping the writer without committing leaves the store unchanged.
@@ -76,7 +42,7 @@ impl AnyHasher {
 pub struct BlobWriter {
     out: BufWriter<File>,
     temp: TempPath,
-    hasher: AnyHasher,
+    hasher: DigestHasher,
     size: u64,
     expected: Option<Digest>,
     expected_size: Option<u64>,
@@ -97,8 +63,8 @@ impl std::fmt::Debug for BlobWriter {
 impl BlobWriter {
     fn new(store: &Store, expected: Option<Digest>, expected_size: Option<u64>) -> Result<Self> {
         let hasher = match &expected {
-            Some(d) => AnyHasher::for_digest(d)?,
-            None => AnyHasher::Sha256(Sha256Hasher::new()),
+            Some(d) => DigestHasher::for_digest(d),
+            None => DigestHasher::Sha256(Sha256Hasher::new()),
         };
         let lease = store.lease()?;
         let (file, temp) = store.temp_file("blob-")?.into_parts();
@@ -153,7 +119,7 @@ impl BlobWriter {
             .map_err(|e| Error::io("write", &*temp)(e.into_error()))?;
         file.sync_all().map_err(Error::io("sync", &*temp))?;
         drop(file);
-        let digest = hasher.finish()?;
+        let digest = hasher.finish();
         if let Some(want) = expected_size
             && want != size
         {
@@ -231,7 +197,7 @@ impl Write for BlobWriter {
 /// A caller that stops early gets no verification.
 pub struct BlobReader {
     file: File,
-    hasher: Option<AnyHasher>,
+    hasher: Option<DigestHasher>,
     digest: Digest,
     path: PathBuf,
     size: u64,
@@ -265,7 +231,7 @@ impl Read for BlobReader {
             if n > 0 || buf.is_empty() {
                 h.update(&buf[..n]);
             } else if let Some(h) = self.hasher.take() {
-                let actual = h.finish().map_err(io::Error::other)?;
+                let actual = h.finish();
                 if actual != self.digest {
                     let e = Error::CorruptBlob {
                         digest: self.digest.clone(),
@@ -329,7 +295,7 @@ impl Store {
 
     /// Opens a blob for streaming, verified at EOF (see [`BlobReader`]).
     pub fn open_blob(&self, digest: &Digest) -> Result<BlobReader> {
-        let hasher = AnyHasher::for_digest(digest)?;
+        let hasher = DigestHasher::for_digest(digest);
         let path = self.blob_path(digest);
         let file = File::open(&path).map_err(|e| self.not_found_or(digest, &path, e))?;
         let size = file.metadata().map_err(Error::io("stat", &path))?.len();
@@ -345,11 +311,11 @@ impl Store {
     /// Reads a whole blob and verifies it before returning it. For small blobs (manifests,
     /// configs); stream layers with [`Store::open_blob`].
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let mut hasher = AnyHasher::for_digest(digest)?;
+        let mut hasher = DigestHasher::for_digest(digest);
         let path = self.blob_path(digest);
         let bytes = std::fs::read(&path).map_err(|e| self.not_found_or(digest, &path, e))?;
         hasher.update(&bytes);
-        let actual = hasher.finish()?;
+        let actual = hasher.finish();
         if &actual != digest {
             return Err(Error::CorruptBlob {
                 digest: digest.clone(),

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use oxkit_spec::{Digest, Reference};
+use oxkit_spec::{Digest, DigestHasher, Reference};
 
-use super::blobs::{AnyHasher, BlobInfo};
+use super::blobs::BlobInfo;
 use super::{Store, lock};
 use crate::error::{Error, Result};
 use crate::oci::{Descriptor, media_type};
@@ -317,10 +317,7 @@ impl Store {
 }
 
 fn check_blob(path: &Path, digest: &Digest, buf: &mut [u8]) -> Option<String> {
-    let mut hasher = match AnyHasher::for_digest(digest) {
-        Ok(h) => h,
-        Err(e) => return Some(e.to_string()),
-    };
+    let mut hasher = DigestHasher::for_digest(digest);
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => {
@@ -343,11 +340,8 @@ fn check_blob(path: &Path, digest: &Digest, buf: &mut [u8]) -> Option<String> {
             }
         }
     }
-    match hasher.finish() {
-        Ok(actual) if &actual == digest => None,
-        Ok(actual) => Some(format!(
-            "blob {digest} is corrupt: its content hashes to {actual}; remove the images that use it with `oxkit cache rm` and fetch or build them again"
-        )),
-        Err(e) => Some(e.to_string()),
-    }
+    let actual = hasher.finish();
+    (&actual != digest).then(|| format!(
+        "blob {digest} is corrupt: its content hashes to {actual}; remove the images that use it with `oxkit cache rm` and fetch or build them again"
+    ))
 }
