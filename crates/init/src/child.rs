@@ -16,7 +16,7 @@ use rustix::process::{Rlimit, Signal};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
 use oxkit_linux::child::{
-    close_fds_on_exec, exec_first, execve, last_errno, loopback_up, reset_signals,
+    close_fds_on_exec, exec_first, execve, exit, last_errno, loopback_up, reset_signals, set_groups,
 };
 pub use oxkit_linux::report::Failure;
 
@@ -265,12 +265,7 @@ fn apply(step: &Step, fds: &ChildFds<'_>) -> SysResult {
             }
             Ok(())
         }
-        Step::SetGroups(gids) => {
-            // The raw syscall, not glibc's setgroups(), which would try to synchronise with the
-            // parent's other threads (they do not exist here).
-            // SAFETY: the kernel reads `gids.len()` gid_t (u32) values from a live slice.
-            check(unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) })
-        }
+        Step::SetGroups(gids) => set_groups(gids),
         Step::KeepCaps(k) => rustix::thread::set_keep_capabilities(*k),
         Step::SetIds { uid, gid } => {
             let g = rustix::thread::Gid::from_raw(*gid);
@@ -397,13 +392,6 @@ fn enter_root(root: &CStr, pivot: bool) -> SysResult {
     mount(Some(root), c"/", None, MS_MOVE, None)?;
     rustix::process::chroot(c".")?;
     rustix::process::chdir(c"/")
-}
-
-/// Ends the child at once: no destructors, no atexit handlers, no stdio flushing (those belong
-/// to the parent).
-pub(crate) fn exit(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and takes no pointers.
-    unsafe { libc::_exit(code) }
 }
 
 /// Sends `signal` to the child's process group if it has one (it called setsid), else to the

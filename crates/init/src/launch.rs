@@ -13,6 +13,8 @@ use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
+use oxkit_linux::child::{Forked, clone_child};
+
 use crate::child::{self, ChildFds, Failure};
 use crate::plan::Plan;
 use crate::rootpath;
@@ -40,26 +42,6 @@ fn setup(what: &str, e: impl std::fmt::Display) -> StartError {
         message: format!("cannot start: {what}: {e}"),
         permanent: false,
     }
-}
-
-/// Clones a child with `flags` (CLONE_NEW*), like fork(2): returns 0 in the child.
-///
-/// # Safety
-///
-/// The process may have other threads, holding locks (the allocator's among them) that will
-/// never be released in the child. In the child the caller must only make async-signal-safe
-/// calls, never allocate, and end with execve or `_exit`.
-unsafe fn clone(flags: i32) -> io::Result<i32> {
-    let flags = libc::c_ulong::try_from(flags | libc::SIGCHLD)
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: without CLONE_VM, clone behaves like fork: the child gets a copy-on-write copy
-    // of this address space and returns here on a copy of this stack (a null stack pointer
-    // means "the current one"). What the child may do next is this function's contract.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    i32::try_from(ret).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// Starts the container; `rootfs` is only used to word a missing-program message.
@@ -98,12 +80,11 @@ pub fn start(plan: &Plan, rootfs: &Path) -> Result<Started, StartError> {
     };
     // SAFETY: in the child, `child::main` only makes raw syscalls on data prepared above and
     // ends in execve or _exit (see child.rs).
-    let pid = match unsafe { clone(plan.clone_flags) } {
-        Ok(0) => child::main(plan, &fds, &argv, &envp),
-        Ok(pid) => pid,
+    let pid = match unsafe { clone_child(plan.clone_flags) } {
+        Ok(Forked::Child) => child::main(plan, &fds, &argv, &envp),
+        Ok(Forked::Parent(pid)) => pid,
         Err(e) => return Err(setup("clone", e)),
     };
-    let pid = Pid::from_raw(pid).ok_or_else(|| setup("clone", "no pid"))?;
     drop((stdin, out_w, rep_w, namespaces));
 
     // A report cut short (the child died while setting up) shows as the child's exit.

@@ -7,8 +7,50 @@
 //! single system calls.
 
 use std::ffi::{CStr, c_char};
+use std::io;
 
 use rustix::io::Errno;
+use rustix::process::Pid;
+
+/// Which side of [`clone_child`] this is.
+pub enum Forked {
+    Child,
+    Parent(Pid),
+}
+
+/// Clones a child with `flags` (`CLONE_NEW*`), like fork(2): returns twice.
+///
+/// # Safety
+///
+/// The process may be multi-threaded, and other threads may hold locks (the allocator's among
+/// them) that will never be released in the child. On [`Forked::Child`] the caller must only
+/// make async-signal-safe calls (this module's), never allocate, and end with [`execve`] or
+/// [`exit`].
+pub unsafe fn clone_child(flags: libc::c_int) -> io::Result<Forked> {
+    let flags = libc::c_ulong::try_from(flags | libc::SIGCHLD)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: without CLONE_VM, clone behaves like fork: the child gets a copy-on-write copy of
+    // this address space and returns here on a copy of this stack (a null stack pointer means
+    // "the current one"). What the child may do next is this function's own safety contract.
+    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => {
+            let raw = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            Pid::from_raw(raw)
+                .map(Forked::Parent)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))
+        }
+    }
+}
+
+/// Ends the child at once: no destructors, no atexit handlers, no stdio flushing (those belong
+/// to the parent).
+pub fn exit(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and takes no pointers.
+    unsafe { libc::_exit(code) }
+}
 
 /// The `errno` of the libc call that just failed.
 pub fn last_errno() -> Errno {
@@ -86,6 +128,14 @@ pub fn loopback_up() -> Result<(), Errno> {
     // SAFETY: `fd` is the socket opened above and owned by nothing else.
     unsafe { libc::close(fd) };
     result
+}
+
+/// Sets the supplementary groups of this thread with the raw system call: glibc's setgroups()
+/// would try to synchronise with the parent's other threads, which do not exist in the child.
+pub fn set_groups(gids: &[u32]) -> Result<(), Errno> {
+    // SAFETY: the kernel reads `gids.len()` gid_t (u32) values from a live slice.
+    let r = unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) };
+    if r < 0 { Err(last_errno()) } else { Ok(()) }
 }
 
 /// execve(2). Returns only on failure, with its errno; `argv` and `envp` must end with a null

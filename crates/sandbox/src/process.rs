@@ -1,5 +1,6 @@
 //! Process plumbing for the parent: cloning a child into new namespaces, reaping it, killing it
-//! if the parent gives up, and descriptors for the child. The only `clone` in oxkit.
+//! if the parent gives up, and descriptors for the child. The clone itself is
+//! `oxkit_linux::child::clone_child`, shared with the init.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -9,44 +10,7 @@ use rustix::process::{Pid, WaitOptions};
 
 use crate::spec::ExitStatus;
 
-/// Which side of [`clone_child`] this is.
-pub(crate) enum Forked {
-    Child,
-    Parent(Pid),
-}
-
-/// Clones a child with `flags` (`CLONE_NEW*`), like fork(2): returns twice.
-///
-/// # Safety
-///
-/// The process may be multi-threaded, and other threads may hold locks (the allocator's among
-/// them) that will never be released in the child. On [`Forked::Child`] the caller must only
-/// make async-signal-safe calls, never allocate, and end with execve or [`exit_child`].
-pub(crate) unsafe fn clone_child(flags: libc::c_int) -> io::Result<Forked> {
-    let flags = libc::c_ulong::try_from(flags | libc::SIGCHLD)
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: without CLONE_VM, clone behaves like fork: the child gets a copy-on-write copy of
-    // this address space and returns here on a copy of this stack (a null stack pointer means
-    // "the current one"). What the child may do next is this function's own safety contract.
-    let ret = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    match ret {
-        -1 => Err(io::Error::last_os_error()),
-        0 => Ok(Forked::Child),
-        pid => {
-            let raw = i32::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-            Pid::from_raw(raw)
-                .map(Forked::Parent)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))
-        }
-    }
-}
-
-/// Ends the child immediately: no destructors, no atexit handlers, no stdio flushing (those
-/// belong to the parent).
-pub(crate) fn exit_child(code: i32) -> ! {
-    // SAFETY: _exit is async-signal-safe and takes no pointers.
-    unsafe { libc::_exit(code) }
-}
+pub(crate) use oxkit_linux::child::{Forked, clone_child, exit as exit_child};
 
 /// Waits for `pid` and converts its status.
 pub(crate) fn wait(pid: Pid) -> io::Result<ExitStatus> {

@@ -11,7 +11,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::process::{Gid, Uid};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
-use oxkit_linux::child::{self, last_errno};
+use oxkit_linux::child;
 
 use super::{SysResult, Syscalls};
 
@@ -165,11 +165,7 @@ impl Syscalls for LinuxSyscalls {
     }
 
     fn set_groups(&self, gids: &[u32]) -> SysResult {
-        // The raw syscall, not glibc's setgroups(), which would try to signal the parent's
-        // other threads (they do not exist in this child).
-        // SAFETY: the kernel reads `gids.len()` gid_t (u32) values from a live slice.
-        let r = unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) };
-        if r < 0 { Err(last_errno()) } else { Ok(()) }
+        child::set_groups(gids)
     }
 
     fn set_ids(&self, uid: u32, gid: u32) -> SysResult {
