@@ -14,8 +14,10 @@
 //!    `kernel+initrd`, `tar-kernel-initrd`): reproducible bytes, flat memory, atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
-//! This crate never talks HTTP (registry access comes through traits the caller implements
-//! with `oxkit-registry`), never prints and never reads the environment.
+//! This crate never talks HTTP itself: registry access goes through traits
+//! ([`ImageFetcher`], [`trust::SignatureSource`]) that [`RegistryRemote`]
+//! implements with `oxkit-registry`'s client and `oxkit-publish`'s signature fetching. It never
+//! prints messages and never reads the environment.
 
 mod config;
 mod config_to_oci;

@@ -2,7 +2,7 @@
 //! covers must carry, in its registry, a signature by each key the rules name (a cosign
 //! `sha256-<hex>.sig` signature image, or a Sigstore bundle attached as a referrer), over the
 //! image being built. Verification itself is `oxkit-sign`'s; fetching goes through
-//! [`SignatureSource`].
+//! [`SignatureSource`] (for a registry, `oxkit-publish`'s, the same as `oxkit verify`'s).
 //!
 //! "The image being built" is the platform manifest in the store (for a `format: oci` volume,
 //! the index it holds whole, or each manifest it holds of one). A signature over it counts,
@@ -15,12 +15,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use oxkit_sign::bundle::BundleArtifact;
-use oxkit_sign::policy::SignatureEvidence;
-use oxkit_sign::{PublicKey, SignatureImage, check_signers, load_public_key, signature_tag};
+use oxkit_publish::Evidence;
+use oxkit_sign::{PublicKey, check_signers, load_public_key};
 use oxkit_spec::image_yaml::DEFAULT_KEY;
 use oxkit_spec::{Digest, Reference};
-use oxkit_store::oci::media_type as mt;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -32,16 +30,10 @@ pub trait SignatureSource {
     /// The digest `reference` names in its registry, and the manifests it lists when that is
     /// an index.
     fn remote(&self, reference: &Reference) -> Result<(Digest, Vec<Digest>), BoxError>;
-    /// The signatures attached to `digest` in `reference`'s repository.
-    fn signatures(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-    ) -> Result<SignatureEvidence, BoxError>;
+    /// The signatures attached to `digest` in `reference`'s repository, and why any could
+    /// not be used.
+    fn signatures(&self, reference: &Reference, digest: &Digest) -> Result<Evidence, BoxError>;
 }
-
-/// The largest signature payload or bundle fetched.
-const SIGNATURE_LIMIT: u64 = 4 << 20;
 
 impl SignatureSource for RegistryRemote {
     fn remote(&self, reference: &Reference) -> Result<(Digest, Vec<Digest>), BoxError> {
@@ -56,43 +48,12 @@ impl SignatureSource for RegistryRemote {
         Ok((m.digest, children))
     }
 
-    fn signatures(
-        &self,
-        reference: &Reference,
-        digest: &Digest,
-    ) -> Result<SignatureEvidence, BoxError> {
-        let client = self.client();
-        let repo = reference.without_tag();
-        let sig_ref = repo.with_tag(&signature_tag(digest))?;
-        let signature_image = match client.get_manifest(&sig_ref) {
-            Ok(m) => Some(SignatureImage::fetch(&m.bytes, |d| {
-                client.get_blob(&repo, &d.digest, SIGNATURE_LIMIT)
-            })?),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e.into()),
-        };
-        let mut bundles = Vec::new();
-        for d in client.referrers(&repo, digest, None)? {
-            let candidate = d.media_type == mt::OCI_MANIFEST
-                && d.artifact_type.as_deref().is_none_or(|t| {
-                    t.starts_with("application/vnd.dev.sigstore.bundle")
-                        || t == "application/vnd.oci.empty.v1+json"
-                });
-            if !candidate {
-                continue;
-            }
-            let m = client.get_manifest(&repo.with_digest(d.digest.clone()))?;
-            // Referrers that are not bundles (SBOMs, other attestations) are not signatures.
-            if let Ok(b) = BundleArtifact::fetch(&m.bytes, digest, |l| {
-                client.get_blob(&repo, &l.digest, SIGNATURE_LIMIT)
-            }) {
-                bundles.push(b);
-            }
-        }
-        Ok(SignatureEvidence {
-            signature_image,
-            bundles,
-        })
+    fn signatures(&self, reference: &Reference, digest: &Digest) -> Result<Evidence, BoxError> {
+        Ok(oxkit_publish::signature_evidence(
+            self.client(),
+            reference,
+            digest,
+        )?)
     }
 }
 
@@ -187,7 +148,7 @@ pub fn enforce(
             let evidence = source
                 .signatures(&u.reference, d)
                 .map_err(|e| fail(format!("cannot fetch the signatures of {d}: {e}")))?;
-            let report = check_signers(&u.reference, d, &required, &keys, &evidence);
+            let report = check_signers(&u.reference, d, &required, &keys, &evidence.signatures);
             if report.is_satisfied() {
                 ok = true;
                 break;
@@ -196,7 +157,13 @@ pub fn enforce(
             // the local digest.
             let text = report.to_string();
             let prefix = format!("{} ({local}); ", report.reference);
-            reports.push(text.strip_prefix(&prefix).unwrap_or(&text).to_string());
+            let mut text = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
+            // What made signatures there unusable (a blob that is not its digest, a broken
+            // bundle) is the likely reason.
+            for p in &evidence.problems {
+                text.push_str(&format!("; {p}"));
+            }
+            reports.push(text);
         }
         if !ok {
             return Err(fail(format!(

@@ -16,9 +16,9 @@
 //!    retry; see [`IndexOutcome`]), publishes `--release NAME` as `ORG/IMAGE:NAME`, and signs
 //!    each `TAG-ARCH` manifest and the index with the key given, appending to cosign's
 //!    `sha256-<hex>.sig` signature images (existing signatures are kept). The key is a
-//!    [`KeySource`]: its private half is asked for only when something must be signed, after
-//!    the blobs are uploaded and before any manifest is, so it can be decrypted meanwhile and
-//!    a key that cannot be unlocked stops the push before anything is tagged.
+//!    [`KeySource`]: its private half is asked for only when something must be signed, while
+//!    the blobs upload (it can be decrypted meanwhile), and a key that cannot be unlocked stops
+//!    the push before any manifest is tagged.
 //!
 //! [`Publisher::rebuild_index`] is `pkg manifest`: the index `TAG` from whatever `TAG-ARCH`
 //! images the registry holds.
@@ -29,27 +29,11 @@
 //! signatures verify: cosign simple-signing layers (`.sig` images) and Sigstore bundles
 //! (cosign v3) attached as OCI referrers or listed under the `sha256-<hex>` referrers tag.
 //!
-//! # Trust policies (for the image assembler)
+//! # Signatures for the image assembler's trust policy
 //!
-//! ```no_run
-//! # fn demo(client: &oxkit_registry::Client, yaml: &oxkit_spec::image_yaml::TrustConfig,
-//! #         image: &oxkit_spec::Reference, digest: &oxkit_spec::Digest) -> Result<(), Box<dyn std::error::Error>> {
-//! use oxkit_publish::{load_policy_keys, verify_policy};
-//! let policy = yaml.policy()?;                                  // from the image YAML
-//! let keys = load_policy_keys(&policy, "/path/of/yaml/dir".as_ref(), None)?;
-//! let report = verify_policy(client, &policy, &keys, image, digest)?;
-//! for k in &report.keys {
-//!     println!("{} signed by {} ({:?})", report.reference, k.key, k.over);
-//! }
-//! # Ok(()) }
-//! ```
-//!
-//! [`verify_policy`] checks that every key the policy requires for `image` signed `digest`
-//! (the manifest the assembler is about to use), or the index the image's tag names when that
-//! index lists `digest`. The error ([`TrustError`]) names the image, the digest and the key
-//! that did not sign, with the reasons each candidate signature was refused. It only reads the
-//! registry; call it once per distinct image. Keys come from [`load_policy_keys`] (the policy's
-//! `trust.keys` files, relative to the YAML's directory, plus an optional default key).
+//! [`signature_evidence`] fetches what is attached to a digest (the `.sig` image and Sigstore
+//! bundles, with why any of it could not be read); `oxkit-assembly` checks it against the
+//! keys its `trust:` policy requires (`oxkit_sign::check_signers`).
 //!
 //! # Where oxkit differs from LinuxKit
 //!
@@ -78,12 +62,11 @@ mod remote;
 mod signing;
 #[cfg(test)]
 mod testutil;
-mod trust;
 mod verify;
 
 use oxkit_registry::Client;
 use oxkit_source::Package;
-use oxkit_spec::Digest;
+use oxkit_spec::{Digest, Reference};
 use oxkit_store::Store;
 
 pub use error::{PublishError, Result};
@@ -91,10 +74,15 @@ pub use evidence::Evidence;
 pub use index::IndexOutcome;
 pub use push::{ArchReport, PackageReport, PushOptions, RemotePlan};
 pub use signing::{ANNOTATION_PACKAGE_COMMIT, ANNOTATION_PACKAGE_HASH, KeySource, SignOutcome};
-pub use trust::{
-    KeyVerified, NotSigned, SignedOver, TrustError, TrustReport, load_policy_keys, verify_policy,
-};
 pub use verify::{ImageVerification, NamedKey, SignatureKind, VerifiedBy, verify_reference};
+
+/// The signatures attached to `digest` in `repo`'s repository: cosign's `sha256-<hex>.sig`
+/// image and Sigstore bundles attached as referrers (or under the referrers tag). Signature
+/// images and bundles that cannot be used are recorded in [`Evidence::problems`]; failing to
+/// reach the registry is an error.
+pub fn signature_evidence(client: &Client, repo: &Reference, digest: &Digest) -> Result<Evidence> {
+    evidence::collect(client, repo, digest)
+}
 
 /// What publishing reports while it works (the binary turns these into progress lines).
 #[derive(Debug, Clone, PartialEq, Eq)]
