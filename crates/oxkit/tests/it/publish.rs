@@ -911,6 +911,7 @@ fn bad_registries_give_errors_naming_the_reference_and_what_the_registry_said() 
     let reg = Registry::start_with(RegistryOpts {
         basic_auth: Some(("alice".into(), "secret".into())),
         tls: false,
+        ..Default::default()
     });
     let dir = package(&env, &reg.host(), "locked", &["amd64"]);
     let err = run_fail(env.oxkit().args(["pkg", "push", "--no-sign"]).arg(&dir));

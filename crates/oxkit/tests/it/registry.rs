@@ -73,6 +73,7 @@ fn login_and_logout_with_basic_auth_behind_tls() {
     let reg = Registry::start_with(RegistryOpts {
         basic_auth: Some(("alice".into(), "wonder-land-9".into())),
         tls: true,
+        ..Default::default()
     });
     let env = Env::new();
     let host = reg.host();
@@ -156,6 +157,7 @@ fn login_asks_on_the_terminal_without_echoing_the_password() {
     let reg = Registry::start_with(RegistryOpts {
         basic_auth: Some(("carol".into(), "tty-pass-77".into())),
         tls: true,
+        ..Default::default()
     });
     let env = Env::new();
     trust(&env, &reg);
@@ -185,6 +187,7 @@ fn login_saves_to_the_configured_credential_helper() {
     let reg = Registry::start_with(RegistryOpts {
         basic_auth: Some(("bob".into(), "helper-pw".into())),
         tls: false,
+        ..Default::default()
     });
     let env = Env::new();
     let bin = env.path().join("bin");

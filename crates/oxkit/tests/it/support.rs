@@ -4,14 +4,15 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
 use tempfile::TempDir;
+
+pub use oxkit_testkit::{Opts as RegistryOpts, Registry, require_tool, run_ok};
 
 /// A scratch area with its own store, HOME and DOCKER_CONFIG, so tests never share state.
 pub struct Env {
@@ -70,21 +71,6 @@ pub fn cosign(env: &Env, password: &str) -> Command {
     cmd
 }
 
-/// Runs a command, panicking with its output if it fails. Returns stdout.
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Runs a command that must fail with exit code 1; returns stderr.
 pub fn run_fail(cmd: &mut Command) -> String {
     let out = cmd
@@ -100,157 +86,6 @@ pub fn run_fail(cmd: &mut Command) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
     stderr
-}
-
-/// Panics with an install hint when a tool the test needs is missing.
-pub fn require_tool(name: &str) -> PathBuf {
-    for dir in std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([
-            PathBuf::from("/usr/sbin"),
-            PathBuf::from("/opt/cosign/usr/bin"),
-        ])
-    {
-        let p = dir.join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} is not installed: run ./scripts/install-deps (as root)");
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// Options for a test registry.
-#[derive(Default)]
-pub struct RegistryOpts {
-    /// (user, password) for htpasswd basic auth.
-    pub basic_auth: Option<(String, String)>,
-    /// Serve HTTPS with a CA the harness generates (see [`Registry::ca_cert`]).
-    pub tls: bool,
-}
-
-/// Debian's docker-registry (distribution 2.8) on a free loopback port, killed on drop.
-pub struct Registry {
-    child: Child,
-    pub dir: TempDir,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl Registry {
-    pub fn start() -> Self {
-        Self::start_with(RegistryOpts::default())
-    }
-
-    pub fn start_with(opts: RegistryOpts) -> Self {
-        let bin = require_tool("docker-registry");
-        let dir = tempfile::Builder::new()
-            .prefix("oxkit-reg-")
-            .tempdir()
-            .expect("tempdir");
-        let port = free_port();
-        let data = dir.path().join("data");
-        let mut cfg = format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}, delete: {{enabled: true}}}}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            data.display()
-        );
-        if opts.tls {
-            make_tls(dir.path());
-            cfg.push_str(&format!(
-                "  tls: {{certificate: {}, key: {}}}\n",
-                dir.path().join("server.crt").display(),
-                dir.path().join("server.key").display()
-            ));
-        }
-        if let Some((user, pass)) = &opts.basic_auth {
-            let out = run_ok(Command::new(require_tool("htpasswd")).args(["-Bbn", user, pass]));
-            std::fs::write(dir.path().join("htpasswd"), out).expect("htpasswd");
-            cfg.push_str(&format!(
-                "auth: {{htpasswd: {{realm: oxkit-test, path: {}}}}}\n",
-                dir.path().join("htpasswd").display()
-            ));
-        }
-        let cfg_path = dir.path().join("config.yml");
-        std::fs::write(&cfg_path, cfg).expect("config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&cfg_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
-        let reg = Self {
-            child,
-            dir,
-            port,
-            tls: opts.tls,
-        };
-        reg.wait_ready();
-        reg
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!(
-            "docker-registry did not start: {}",
-            std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-        );
-    }
-
-    /// `127.0.0.1:PORT`
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn url(&self) -> String {
-        format!(
-            "{}://{}",
-            if self.tls { "https" } else { "http" },
-            self.host()
-        )
-    }
-
-    /// The CA certificate that signed the server's certificate (TLS registries only).
-    pub fn ca_cert(&self) -> PathBuf {
-        self.dir.path().join("ca.crt")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A CA and a leaf for 127.0.0.1/localhost signed by it (rustls refuses CA:TRUE leaves).
-fn make_tls(dir: &Path) {
-    let openssl = require_tool("openssl");
-    let sh = format!(
-        "set -e; cd {d}
-{o} req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=oxkit-test-ca -keyout ca.key -out ca.crt 2>/dev/null
-{o} req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost -keyout server.key -out server.csr 2>/dev/null
-printf 'basicConstraints=critical,CA:FALSE\\nsubjectAltName=IP:127.0.0.1,DNS:localhost\\n' > ext.cnf
-{o} x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.crt 2>/dev/null",
-        d = dir.display(),
-        o = openssl.display()
-    );
-    run_ok(Command::new("sh").arg("-c").arg(sh));
 }
 
 /// A busybox root filesystem for `arch` (Debian's busybox-static for that architecture):
