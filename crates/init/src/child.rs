@@ -16,7 +16,8 @@ use rustix::process::{Rlimit, Signal};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
 use oxkit_linux::child::{
-    close_fds_on_exec, exec_first, execve, exit, last_errno, loopback_up, reset_signals, set_groups,
+    close_fds_on_exec, exec_first, execve, exit, last_errno, loopback_up, reset_signals,
+    set_groups, write_all,
 };
 pub use oxkit_linux::report::Failure;
 
@@ -329,16 +330,7 @@ fn drop_bounding(cap: u32) -> SysResult {
 
 fn write_file(path: &CStr, data: &[u8]) -> SysResult {
     let fd = rustix::fs::open(path, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut rest = data;
-    while !rest.is_empty() {
-        match rustix::io::write(&fd, rest) {
-            Ok(0) => return Err(Errno::IO),
-            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    write_all(&fd, data)
 }
 
 /// mkdir -p without allocating: each prefix is copied into a stack buffer.

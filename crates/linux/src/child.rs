@@ -8,6 +8,7 @@
 
 use std::ffi::{CStr, c_char};
 use std::io;
+use std::os::fd::AsFd;
 
 use rustix::io::Errno;
 use rustix::process::Pid;
@@ -136,6 +137,20 @@ pub fn set_groups(gids: &[u32]) -> Result<(), Errno> {
     // SAFETY: the kernel reads `gids.len()` gid_t (u32) values from a live slice.
     let r = unsafe { libc::syscall(libc::SYS_setgroups, gids.len(), gids.as_ptr()) };
     if r < 0 { Err(last_errno()) } else { Ok(()) }
+}
+
+/// Writes all of `bytes` to `fd`, going on after short writes and EINTR.
+pub fn write_all(fd: impl AsFd, bytes: &[u8]) -> Result<(), Errno> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match rustix::io::write(fd.as_fd(), rest) {
+            Ok(0) => return Err(Errno::IO),
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// execve(2). Returns only on failure, with its errno; `argv` and `envp` must end with a null

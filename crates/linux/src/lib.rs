@@ -3,10 +3,12 @@
 //! once:
 //!
 //! - [`caps`]: capability names and numbers;
-//! - [`child`]: the steps a freshly cloned child takes before `execve` that are the same in
-//!   both (signal dispositions, close-on-exec, loopback, `execve` with execvp's rules); all
-//!   async-signal-safe: no allocation, no locks, no panics;
-//! - [`report`]: how that child tells its parent which step failed, over a close-on-exec pipe.
+//! - [`child`]: the raw clone, and the steps a cloned child takes before `execve` that are
+//!   the same in both (signal dispositions, close-on-exec, loopback, setgroups, writing a
+//!   file, `execve` with execvp's rules, `_exit`); all async-signal-safe: no allocation, no
+//!   locks, no panics;
+//! - [`report`]: how that child tells its parent which step failed, over a close-on-exec pipe;
+//! - [`mount`]: mount flags as text, for the messages both print.
 //!
 //! Deliberately tiny: the init is a static binary inside every image, so this crate depends on
 //! rustix and libc only and knows nothing else of oxkit.
@@ -15,4 +17,5 @@
 
 pub mod caps;
 pub mod child;
+pub mod mount;
 pub mod report;

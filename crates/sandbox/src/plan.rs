@@ -615,31 +615,7 @@ pub(crate) fn build(p: &Prepared) -> Result<Plan, SandboxError> {
     })
 }
 
-/// `MS_*` flags as text, for the fake's records and error messages.
-pub(crate) fn describe_mount_flags(flags: u64) -> String {
-    const NAMES: &[(u64, &str)] = &[
-        (libc::MS_RDONLY, "ro"),
-        (libc::MS_NOSUID, "nosuid"),
-        (libc::MS_NODEV, "nodev"),
-        (libc::MS_NOEXEC, "noexec"),
-        (libc::MS_REMOUNT, "remount"),
-        (libc::MS_BIND, "bind"),
-        (libc::MS_MOVE, "move"),
-        (libc::MS_REC, "rec"),
-        (libc::MS_PRIVATE, "private"),
-        (libc::MS_STRICTATIME, "strictatime"),
-    ];
-    let names: Vec<&str> = NAMES
-        .iter()
-        .filter(|(bit, _)| flags & bit != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if names.is_empty() {
-        "defaults".to_string()
-    } else {
-        names.join(",")
-    }
-}
+pub(crate) use oxkit_linux::mount::describe_flags as describe_mount_flags;
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,5 +1,7 @@
 //! How a step reads in the one log line that names a failed start.
 
+use oxkit_linux::mount::describe_flags;
+
 use super::*;
 
 fn show(c: &CString) -> String {
@@ -38,21 +40,26 @@ impl fmt::Display for Step {
                 data,
             } => {
                 if flags & MS_REMOUNT != 0 {
-                    write!(f, "remounting {} ({})", show(target), flag_names(*flags))
+                    write!(
+                        f,
+                        "remounting {} ({})",
+                        show(target),
+                        describe_flags(*flags)
+                    )
                 } else if flags & MS_BIND != 0 {
                     write!(
                         f,
                         "bind-mounting {} on {} ({})",
                         opt(source),
                         show(target),
-                        flag_names(*flags)
+                        describe_flags(*flags)
                     )
                 } else if fstype.is_none() && source.is_none() {
                     write!(
                         f,
                         "changing propagation of {} ({})",
                         show(target),
-                        flag_names(*flags)
+                        describe_flags(*flags)
                     )
                 } else {
                     write!(
@@ -61,7 +68,7 @@ impl fmt::Display for Step {
                         opt(source),
                         show(target),
                         opt(fstype),
-                        flag_names(*flags),
+                        describe_flags(*flags),
                         if data.is_some() { ", " } else { "" },
                         data.as_ref().map(show).unwrap_or_default()
                     )
@@ -93,34 +100,5 @@ impl fmt::Display for Step {
             Step::RaiseAmbient(_) => f.write_str("raising ambient capabilities"),
             Step::NoNewPrivs => f.write_str("setting no_new_privs"),
         }
-    }
-}
-
-fn flag_names(flags: u64) -> String {
-    let table = [
-        (MS_BIND, "bind"),
-        (MS_REC, "rec"),
-        (MS_REMOUNT, "remount"),
-        (MS_RDONLY, "ro"),
-        (mountopt::MS_NOSUID, "nosuid"),
-        (mountopt::MS_NODEV, "nodev"),
-        (mountopt::MS_NOEXEC, "noexec"),
-        (MS_PRIVATE, "private"),
-        (MS_SLAVE, "slave"),
-        (MS_SHARED, "shared"),
-        (mountopt::MS_UNBINDABLE, "unbindable"),
-        (mountopt::MS_RELATIME, "relatime"),
-        (mountopt::MS_STRICTATIME, "strictatime"),
-        (mountopt::MS_NOATIME, "noatime"),
-    ];
-    let names: Vec<&str> = table
-        .iter()
-        .filter(|(b, _)| flags & b != 0)
-        .map(|(_, n)| *n)
-        .collect();
-    if names.is_empty() {
-        "defaults".to_string()
-    } else {
-        names.join(",")
     }
 }

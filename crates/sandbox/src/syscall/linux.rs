@@ -123,16 +123,7 @@ impl Syscalls for LinuxSyscalls {
             OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::from_raw_mode(mode),
         )?;
-        let mut rest = contents;
-        while !rest.is_empty() {
-            match rustix::io::write(&fd, rest) {
-                Ok(0) => return Err(Errno::IO),
-                Ok(n) => rest = rest.get(n..).unwrap_or_default(),
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        child::write_all(&fd, contents)
     }
 
     fn unlink(&self, path: &CStr) -> SysResult {
