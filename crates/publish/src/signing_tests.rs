@@ -81,18 +81,7 @@ fn a_signature_lost_to_a_rival_writer_is_added_again() {
     // one-layer image just after ours: before our verifying read.
     let tag_ref = repo.with_tag(&signature_tag(&digest)).unwrap();
     let rival_image = with_signature(SignatureImage::new(), &theirs, &repo, &digest);
-    let reads = Mutex::new(0);
-    let tag_key = key(&tag_ref);
-    fake.set_hook(Box::new(move |st: &mut State, op: Op, r: &Reference| {
-        if op != Op::Get || key(r) != tag_key {
-            return;
-        }
-        let mut n = reads.lock().unwrap();
-        *n += 1;
-        if *n == 2 {
-            write_image(st, r, &rival_image);
-        }
-    }));
+    replace_on_second_read(&fake, &tag_ref, rival_image);
     let out = sign_digest(&fake, &repo, &digest, &ours, &annotations(), &NoEvents).unwrap();
     assert!(out.added && out.attempts >= 3, "{out:?}");
     assert!(verifies(&fake, &repo, &digest, &ours.public_key()));
@@ -121,6 +110,23 @@ fn write_image(st: &mut State, tag_ref: &Reference, img: &SignatureImage) {
         st.put(None, "blob", &b);
     }
     st.put(Some(tag_ref), mt::OCI_MANIFEST, &manifest);
+}
+
+/// Makes the second read of `tag_ref` find `img` there, written just before it: what a rival
+/// signer's write between our write and our verifying read looks like.
+fn replace_on_second_read(fake: &Fake, tag_ref: &Reference, img: SignatureImage) {
+    let reads = Mutex::new(0);
+    let tag_key = key(tag_ref);
+    fake.set_hook(Box::new(move |st: &mut State, op: Op, r: &Reference| {
+        if op != Op::Get || key(r) != tag_key {
+            return;
+        }
+        let mut n = reads.lock().unwrap();
+        *n += 1;
+        if *n == 2 {
+            write_image(st, r, &img);
+        }
+    }));
 }
 
 /// Writes a signature image over the tag when the signer announces a retry, that is while
@@ -156,18 +162,7 @@ fn a_retry_merges_what_was_written_while_it_waited() {
     // second's image, appends to it while we wait to retry.
     let second_image = with_signature(SignatureImage::new(), &second, &repo, &digest);
     let third_image = with_signature(second_image.clone(), &third, &repo, &digest);
-    let reads = Mutex::new(0);
-    let tag_key = key(&tag_ref);
-    fake.set_hook(Box::new(move |st: &mut State, op: Op, r: &Reference| {
-        if op != Op::Get || key(r) != tag_key {
-            return;
-        }
-        let mut n = reads.lock().unwrap();
-        *n += 1;
-        if *n == 2 {
-            write_image(st, r, &second_image);
-        }
-    }));
+    replace_on_second_read(&fake, &tag_ref, second_image);
     let events = WritesDuringTheWait {
         fake: &fake,
         tag_ref: tag_ref.clone(),

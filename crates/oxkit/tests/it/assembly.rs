@@ -9,7 +9,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::support::{Env, Registry, busybox_rootfs, cosign, require_tool, run_fail, run_ok};
+use crate::support::{
+    Env, Registry, busybox_rootfs, cosign, host_arch, require_tool, run_fail, run_ok,
+};
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../spec/tests/fixtures/linuxkit-corpus")
@@ -28,12 +30,6 @@ fn yml_files(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
-}
-
-fn host_arch() -> String {
-    run_ok(Command::new("dpkg").arg("--print-architecture"))
-        .trim()
-        .to_string()
 }
 
 fn sha256(path: &Path) -> String {

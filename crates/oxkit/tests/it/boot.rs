@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Env, busybox_rootfs, require_tool, run_ok};
+use crate::support::{Env, busybox_rootfs, host_arch, require_tool, run_ok};
 
 /// The packages examples/minimal.yml uses, in examples/packages.
 const PACKAGES: [&str; 5] = ["kernel", "init", "onboot-hello", "ticker", "poweroff"];
@@ -44,12 +44,6 @@ fn repo_root() -> PathBuf {
 /// The scratch directory cargo gives integration tests lives in the target directory.
 fn target_tmp() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-}
-
-fn host_arch() -> String {
-    run_ok(Command::new("dpkg").arg("--print-architecture"))
-        .trim()
-        .to_string()
 }
 
 /// The static init for `arch`, built by scripts/build-init.sh into this test's target

@@ -88,6 +88,13 @@ pub fn run_fail(cmd: &mut Command) -> String {
     stderr
 }
 
+/// This machine's architecture, as Debian (and oxkit) names it: `amd64`, `arm64`.
+pub fn host_arch() -> String {
+    run_ok(Command::new("dpkg").arg("--print-architecture"))
+        .trim()
+        .to_string()
+}
+
 /// A busybox root filesystem for `arch` (Debian's busybox-static for that architecture):
 /// `/bin/busybox` plus its applet symlinks. Cached per architecture under the target dir;
 /// built in a private directory and renamed into place so parallel tests never see a half-built
@@ -103,9 +110,8 @@ pub fn busybox_rootfs(arch: &str) -> PathBuf {
         .prefix(&format!("busybox-{arch}-"))
         .tempdir_in(&base)
         .expect("work dir");
-    let host_arch = run_ok(Command::new("dpkg").arg("--print-architecture"));
     let deb_arch = arch.trim();
-    let script = if host_arch.trim() == deb_arch {
+    let script = if host_arch() == deb_arch {
         "cp /bin/busybox rootfs/bin/busybox".to_string()
     } else {
         format!(
