@@ -10,7 +10,7 @@ use oxkit_store::oci::media_type as mt;
 
 use crate::publish::{client, oxkit_key, package, push_json, show_tag};
 use crate::support::cosign;
-use crate::support::{Env, Registry, run_fail, run_ok};
+use crate::support::{Env, Registry, host_arch, run_fail, run_ok};
 
 /// The digest `r` names in the registry.
 fn digest_of(r: &str) -> Digest {
@@ -40,6 +40,25 @@ fn put_signature_image(repo: &Reference, digest: &Digest, img: &SignatureImage) 
         .collect();
     c.push_blobs(&tag, &uploads).unwrap();
     c.put_manifest(&tag, mt::OCI_MANIFEST, &manifest).unwrap();
+}
+
+/// `oxkit build -f tar` of `NAME.yml`: `image` as the init, under a trust rule for its
+/// repository that requires `keys` (of `release`, ox.pub, and `bundles`, cosign.pub).
+fn build_with_policy(env: &Env, name: &str, image: &str, keys: &str) -> std::process::Command {
+    let yml = env.path().join(format!("{name}.yml"));
+    let repo = Reference::parse(image).unwrap().name();
+    std::fs::write(
+        &yml,
+        format!(
+            "init:\n  - {image}\ntrust:\n  keys: {{release: ox.pub, bundles: cosign.pub}}\n  rules:\n    - match: {repo}\n      keys: [{keys}]\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = env.oxkit();
+    cmd.args(["build", "-f", "tar", "--dir"])
+        .arg(env.path().join(format!("out-{name}")))
+        .arg(&yml);
+    cmd
 }
 
 /// `oxkit verify` that must fail; its stderr.
@@ -168,6 +187,23 @@ fn verify_refuses_what_it_must() {
         err.contains(layer.digest.as_str()) && err.contains("does not match"),
         "{err}"
     );
+
+    // The same for `oxkit build`: with the signature blobs of the image it builds from (this
+    // machine's architecture) and of the index both damaged, nothing vouches for it, and the
+    // refusal says why.
+    run_ok(&mut build_with_policy(env, "before", &w.signed, "release"));
+    let index = digest_of(&w.signed);
+    for d in [digest_of(&format!("{}-{}", w.signed, host_arch())), index] {
+        let (_, img) = signature_image(&signed_repo, &d);
+        let (layer, payload) = img.layers().next().unwrap();
+        let mut bad = payload.to_vec();
+        bad[0] ^= 1;
+        std::fs::write(stored_blob(&w.reg, &layer.digest), bad).unwrap();
+    }
+    let e = run_fail(&mut build_with_policy(env, "damaged", &w.signed, "release"));
+    for want in ["damaged.yml:2:5", "is unusable", "does not match"] {
+        assert!(e.contains(want), "{want:?} missing from {e}");
+    }
 }
 
 #[test]
@@ -211,25 +247,14 @@ fn cosign_bundles_and_the_trust_policy() {
 
     // `oxkit build`'s trust policy: a rule is met by a signature over the image built from
     // (oxkit signs each architecture's) or over the index its tag names (the bundle above).
-    let build = |name: &str, image: &str, keys: &str| {
-        let yml = env.path().join(format!("{name}.yml"));
-        let repo = Reference::parse(image).unwrap().name();
-        std::fs::write(
-            &yml,
-            format!(
-                "init:\n  - {image}\ntrust:\n  keys: {{release: ox.pub, bundles: cosign.pub}}\n  rules:\n    - match: {repo}\n      keys: [{keys}]\n"
-            ),
-        )
-        .unwrap();
-        let mut cmd = env.oxkit();
-        cmd.args(["build", "-f", "tar", "--dir"])
-            .arg(env.path().join(format!("out-{name}")))
-            .arg(&yml);
-        cmd
-    };
-    run_ok(&mut build("signed", &w.signed, "release"));
-    run_ok(&mut build("bundled", &w.plain, "bundles"));
-    let e = run_fail(&mut build("both", &w.plain, "release, bundles"));
+    run_ok(&mut build_with_policy(env, "signed", &w.signed, "release"));
+    run_ok(&mut build_with_policy(env, "bundled", &w.plain, "bundles"));
+    let e = run_fail(&mut build_with_policy(
+        env,
+        "both",
+        &w.plain,
+        "release, bundles",
+    ));
     // Its index: the bundle key signed it, the release key did not.
     for want in [
         w.plain.as_str(),
