@@ -111,7 +111,7 @@ fn enter_root(root: &std::ffi::CStr, pivot: bool, sys: &dyn Syscalls) -> SysResu
 /// The child's entry point after `clone`: never returns.
 pub(crate) fn main(plan: &Plan, fds: &ChildFds, sys: &dyn Syscalls) -> ! {
     execute(plan, fds, sys).send(&fds.report);
-    crate::process::exit_child(127)
+    oxkit_linux::child::exit(127)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use oxkit_linux::child::{Forked, clone_child};
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::Pid;
@@ -20,7 +21,7 @@ use crate::caps::Capabilities;
 use crate::child::{self, ChildFds, Failure};
 use crate::error::SandboxError;
 use crate::plan::{self, FileSource, MASKED_PATHS, Plan, Prepared, PreparedMount, Privilege};
-use crate::process::{self, ChildGuard, Forked};
+use crate::process::{self, ChildGuard};
 use crate::rootpath::{self, Kind};
 use crate::spec::{ExitStatus, MountKind, Network, RunOutcome, RunSpec};
 use crate::stubs::remove_mount_stubs;
@@ -268,7 +269,7 @@ impl NamespaceSandbox {
         }
         // SAFETY: the child branch runs only `child::main`, which works on the prepared plan
         // without allocating or locking and ends in execve or _exit.
-        let pid = match unsafe { process::clone_child(flags) }.map_err(clone_error)? {
+        let pid = match unsafe { clone_child(flags) }.map_err(clone_error)? {
             Forked::Child => child::main(&plan, &fds, &LinuxSyscalls),
             Forked::Parent(pid) => pid,
         };

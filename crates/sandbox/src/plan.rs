@@ -8,6 +8,8 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use oxkit_linux::mount::describe_flags;
+
 use crate::error::SandboxError;
 use crate::spec::{MountKind, Network};
 use crate::user::ResolvedUser;
@@ -615,8 +617,6 @@ pub(crate) fn build(p: &Prepared) -> Result<Plan, SandboxError> {
     })
 }
 
-pub(crate) use oxkit_linux::mount::describe_flags as describe_mount_flags;
-
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = |c: &CString| c.to_string_lossy().into_owned();
@@ -640,7 +640,7 @@ impl fmt::Display for Action {
                     s(source),
                     s(target),
                     s(fstype),
-                    describe_mount_flags(*flags)
+                    describe_flags(*flags)
                 )?;
                 if let Some(d) = data {
                     write!(f, ", {}", s(d))?;

@@ -10,8 +10,6 @@ use rustix::process::{Pid, WaitOptions};
 
 use crate::spec::ExitStatus;
 
-pub(crate) use oxkit_linux::child::{Forked, clone_child, exit as exit_child};
-
 /// Waits for `pid` and converts its status.
 pub(crate) fn wait(pid: Pid) -> io::Result<ExitStatus> {
     loop {

@@ -225,8 +225,8 @@ pub fn find_in_path(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
 fn probe_clone(flags: libc::c_int, action: Option<&ProbeMount>) -> Result<(), std::io::Error> {
     // SAFETY: the child branch makes one mount(2) with C strings prepared by the parent, then
     // _exit: no allocation, no locks.
-    let pid = match unsafe { process::clone_child(flags) }? {
-        process::Forked::Child => {
+    let pid = match unsafe { oxkit_linux::child::clone_child(flags) }? {
+        oxkit_linux::child::Forked::Child => {
             let code = match action {
                 None => 0,
                 Some(m) => match rustix::mount::mount(
@@ -240,9 +240,9 @@ fn probe_clone(flags: libc::c_int, action: Option<&ProbeMount>) -> Result<(), st
                     Err(e) => e.raw_os_error().clamp(1, 255),
                 },
             };
-            process::exit_child(code)
+            oxkit_linux::child::exit(code)
         }
-        process::Forked::Parent(pid) => pid,
+        oxkit_linux::child::Forked::Parent(pid) => pid,
     };
     match process::wait(pid)? {
         ExitStatus::Code(0) => Ok(()),

@@ -87,7 +87,7 @@ impl Syscalls for RecordingSyscalls {
             s(source),
             s(target),
             s(fstype),
-            crate::plan::describe_mount_flags(flags),
+            oxkit_linux::mount::describe_flags(flags),
             data.map(s).unwrap_or_default()
         ))
     }
