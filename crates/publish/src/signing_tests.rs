@@ -294,3 +294,46 @@ fn a_public_key_that_is_not_the_private_keys_is_refused() {
     let e = sign_digest(&fake, &repo, &digest, &k, &annotations(), &NoEvents).unwrap_err();
     assert!(e.to_string().contains("public half"), "{e}");
 }
+
+#[test]
+fn our_own_signature_is_recognised_by_its_bytes_and_others_by_verifying() {
+    let (repo, digest) = (reference("reg.example/me/pkgx"), Digest::sha256(b"image"));
+    let k = SigningKey::generate();
+    let other = SigningKey::generate();
+    let p = payload(&repo, &digest, &annotations());
+    let ours = k.sign(&p);
+    let mut img = SignatureImage::new();
+    img.append(&p, &ours);
+    let (manifest, _) = img.to_parts();
+    // Found by verifying when this run has not signed (the first read of the tag).
+    assert!(signed_by(&manifest, &p, &k.public_key(), None));
+    assert!(!signed_by(&manifest, &p, &other.public_key(), None));
+    // Found by its bytes when it is the signature this run made: no key needed to see it.
+    assert!(signed_by(&manifest, &p, &other.public_key(), Some(&ours)));
+    // The bytes count only on the layer of our payload.
+    let other_payload = payload(&repo, &Digest::sha256(b"other"), &annotations());
+    assert!(!signed_by(
+        &manifest,
+        &other_payload,
+        &other.public_key(),
+        Some(&ours)
+    ));
+    // A layer with another signature by our key over our payload (cosign's are randomised)
+    // is still found, by verifying.
+    let der = ecdsa_with_other_nonce(&k, &p);
+    let mut img = SignatureImage::new();
+    img.append(&p, &der);
+    let (manifest, _) = img.to_parts();
+    assert!(signed_by(&manifest, &p, &k.public_key(), Some(&ours)));
+    assert!(!signed_by(&manifest, &p, &other.public_key(), Some(&ours)));
+}
+
+/// Another valid signature by `key` over `message` than the one `key.sign` makes: `(r, n - s)`,
+/// as a signer with another nonce (cosign, whose signatures are randomised) would make.
+fn ecdsa_with_other_nonce(key: &SigningKey, message: &[u8]) -> Vec<u8> {
+    let sig = p256::ecdsa::Signature::from_der(&key.sign(message)).unwrap();
+    let (r, s) = sig.split_scalars();
+    let flipped = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+    assert_ne!(flipped, sig);
+    flipped.to_der().as_bytes().to_vec()
+}
