@@ -247,20 +247,32 @@ pub(crate) fn split_parent(path: &[u8]) -> (&[u8], &[u8]) {
 }
 
 /// Classifies a tar name as an entry path: whiteouts and opaque markers become
-/// [`EntryKind::Whiteout`] / [`EntryKind::Opaque`] on the path they affect.
-pub(crate) fn classify_whiteout(path: &Path) -> Option<(PathBuf, EntryKind)> {
+/// [`EntryKind::Whiteout`] / [`EntryKind::Opaque`] on the path they affect. A whiteout of `.`
+/// or `..` (`.wh..`, `.wh...`) is refused: it would delete its own directory or the one
+/// above, which for a top-level entry is outside the root.
+pub(crate) fn classify_whiteout(path: &Path) -> Result<Option<(PathBuf, EntryKind)>, BadPath> {
     let bytes = path.as_os_str().as_bytes();
     let (parent, name) = split_parent(bytes);
     let parent = PathBuf::from(OsStr::from_bytes(parent));
     if name == OPAQUE_WHITEOUT.as_bytes() {
-        return Some((parent, EntryKind::Opaque));
+        return Ok(Some((parent, EntryKind::Opaque)));
     }
-    let target = name.strip_prefix(WHITEOUT_PREFIX.as_bytes())?;
+    let Some(target) = name.strip_prefix(WHITEOUT_PREFIX.as_bytes()) else {
+        return Ok(None);
+    };
     // `.wh..wh.*` names other than the opaque marker are reserved for AUFS metadata.
     if target.is_empty() || target.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-        return None;
+        return Ok(None);
     }
-    Some((parent.join(OsStr::from_bytes(target)), EntryKind::Whiteout))
+    if target == b"." || target == b".." {
+        return Err(BadPath(
+            "a whiteout of '.' or '..' would delete a directory that holds it",
+        ));
+    }
+    Ok(Some((
+        parent.join(OsStr::from_bytes(target)),
+        EntryKind::Whiteout,
+    )))
 }
 
 #[cfg(test)]
@@ -293,17 +305,23 @@ mod tests {
         let w = Entry::whiteout("etc/gone");
         assert_eq!(tar_name(&w).unwrap(), b"etc/.wh.gone");
         assert_eq!(
-            classify_whiteout(Path::new("etc/.wh.gone")),
+            classify_whiteout(Path::new("etc/.wh.gone")).unwrap(),
             Some((PathBuf::from("etc/gone"), EntryKind::Whiteout))
         );
         let o = Entry::opaque("var/lib");
         assert_eq!(tar_name(&o).unwrap(), b"var/lib/.wh..wh..opq");
         assert_eq!(
-            classify_whiteout(Path::new("var/lib/.wh..wh..opq")),
+            classify_whiteout(Path::new("var/lib/.wh..wh..opq")).unwrap(),
             Some((PathBuf::from("var/lib"), EntryKind::Opaque))
         );
         assert_eq!(tar_name(&Entry::whiteout("top")).unwrap(), b".wh.top");
-        assert_eq!(classify_whiteout(Path::new("x/.wh..wh.plnk")), None);
-        assert_eq!(classify_whiteout(Path::new("x/normal")), None);
+        assert_eq!(
+            classify_whiteout(Path::new("x/.wh..wh.plnk")).unwrap(),
+            None
+        );
+        assert_eq!(classify_whiteout(Path::new("x/normal")).unwrap(), None);
+        for name in [".wh..", ".wh...", "x/.wh..", "x/.wh..."] {
+            assert!(classify_whiteout(Path::new(name)).is_err(), "{name}");
+        }
     }
 }

@@ -102,6 +102,25 @@ fn dotdot_names_are_refused_with_layer_and_entry() {
 }
 
 #[test]
+fn whiteouts_of_dot_and_dotdot_are_refused_not_applied() {
+    // `.wh...` names `..`: applied, it would delete the directory above the root, with
+    // everything in it (found by fuzz/'s layer target).
+    let (t, root, host) = sandbox();
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    for name in [".wh...", ".wh..", "a/.wh...", "a/b/.wh.."] {
+        let e = apply(&root, &RawTar::new().file(name, "").done())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sha256:test-layer") && e.contains("whiteout of '.' or '..'"),
+            "{name}: {e}"
+        );
+        host_untouched(&host);
+        assert!(t.path().join("root/a/b").is_dir(), "{name}");
+    }
+}
+
+#[test]
 fn absolute_names_are_made_relative() {
     let (_t, root, host) = sandbox();
     let tar = RawTar::new()

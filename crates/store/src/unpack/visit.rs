@@ -189,7 +189,8 @@ pub(crate) fn to_entry<R: Read>(
         return Ok(None);
     }
     if matches!(kind, EntryKind::File { .. })
-        && let Some((target, wkind)) = classify_whiteout(&path)
+        && let Some((target, wkind)) =
+            classify_whiteout(&path).map_err(|e| format!("refused: {}", e.0))?
     {
         return Ok(Some(Entry {
             path: target,
