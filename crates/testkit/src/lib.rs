@@ -1,6 +1,7 @@
 //! What oxkit's test suites share: finding the real tools they drive, running commands, and a
 //! real registry (Debian's docker-registry, distribution 2.8) on a free loopback port, with
-//! optional TLS from a CA made here, client certificates and htpasswd basic auth.
+//! optional TLS from a CA made here, client certificates and htpasswd basic auth; and
+//! [`hostile`] layers for the code that reads untrusted tars.
 //!
 //! Test-only: crates take it as a dev-dependency. It panics with a clear message where a test
 //! cannot go on (a tool missing, a server that does not start).
@@ -11,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+pub mod hostile;
 
 /// The path of tool `name` (on `PATH`, in `/usr/sbin`, or where Debian 13's cosign package
 /// unpacks); panics with the install hint when it is missing.

@@ -278,3 +278,29 @@ fn linuxkit_fixups_replace_remove_and_touch() {
         "{l:?}"
     );
 }
+
+#[test]
+fn hostile_layers_flatten_or_fail_without_panicking() {
+    use oxkit_testkit::hostile;
+    let (_d, s) = store();
+    for seed in 1..=300u64 {
+        let mut rng = hostile::Rng::new(seed);
+        let layers: Vec<Descriptor> = (0..1 + rng.below(3))
+            .map(|_| {
+                let info = s.write_blob(&hostile::layer(&mut rng)).unwrap();
+                info.descriptor(media_type::OCI_LAYER)
+            })
+            .collect();
+        if let Ok((root, inodes)) = run(&s, &layers) {
+            // Whatever was kept can be walked; nothing is named `..` or `.`.
+            for line in listing(&root, &inodes) {
+                let path = line.split(' ').next().unwrap_or_default();
+                let names: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+                assert!(
+                    !names.iter().any(|n| matches!(*n, "" | "." | "..")),
+                    "seed {seed}: {line}"
+                );
+            }
+        }
+    }
+}

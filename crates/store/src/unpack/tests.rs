@@ -121,6 +121,26 @@ fn whiteouts_of_dot_and_dotdot_are_refused_not_applied() {
 }
 
 #[test]
+fn hostile_layers_fail_or_apply_but_never_reach_outside_the_root() {
+    use oxkit_testkit::hostile;
+    for seed in 1..=300u64 {
+        let (t, root, host) = sandbox();
+        let mut rng = hostile::Rng::new(seed);
+        // Several layers: later ones meet the links and directories earlier ones left.
+        for _ in 0..1 + rng.below(3) {
+            let _ = apply(&root, &hostile::layer(&mut rng));
+        }
+        host_untouched(&host);
+        let mut names: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["host", "root"], "seed {seed}");
+    }
+}
+
+#[test]
 fn absolute_names_are_made_relative() {
     let (_t, root, host) = sandbox();
     let tar = RawTar::new()
