@@ -2,7 +2,9 @@
 //! memory as they are, or chunks of a file read ahead by a helper thread, so the next chunk
 //! is read while the current one is on the wire. Two buffers take turns; a sent chunk's
 //! buffer is handed back for the next read, so a long upload neither copies nor allocates
-//! per chunk. Buffers are filled without zeroing them first.
+//! per chunk. Buffers are filled without zeroing them first. A blob that goes up in one
+//! request is mapped instead, when large (the one `unsafe` outside the Linux crates: see
+//! [`map`]).
 //!
 //! This module only reads; it never hashes (the registry verifies) and never talks HTTP.
 
@@ -20,7 +22,8 @@ use crate::error::{Error, Result};
 pub enum BlobSource {
     /// In memory (manifests, configs, small test blobs).
     Bytes(Bytes),
-    /// A file holding exactly the blob (a store blob); read chunk by chunk.
+    /// A file holding exactly the blob, that nobody writes to while it uploads (a store
+    /// blob: they are written once and renamed into place); mapped or read chunk by chunk.
     File(PathBuf),
 }
 
@@ -177,9 +180,13 @@ pub(crate) fn with_chunks<R>(
     }
 }
 
-/// The whole blob in one buffer, for a monolithic upload: memory as it is, a file read
-/// straight into one buffer (the chunked reader's first chunks are deliberately small, so
-/// its first chunk is not the whole file).
+/// Files at least this large are mapped rather than read for a monolithic upload.
+const MAP_AT: u64 = 1 << 20;
+
+/// The whole blob in one buffer, for a monolithic upload: memory as it is; a large file
+/// mapped, so that its pages go from the page cache to the socket as the request is written
+/// (reading it into memory first cost ~30 ms for 40 MB, during which the registry waited);
+/// a small file read straight into one buffer.
 pub(crate) fn whole_blob(source: &BlobSource, size: u64) -> Result<Bytes> {
     match source {
         BlobSource::Bytes(bytes) => {
@@ -188,6 +195,14 @@ pub(crate) fn whole_blob(source: &BlobSource, size: u64) -> Result<Bytes> {
         }
         BlobSource::File(path) => {
             let file = File::open(path).map_err(Error::io("open", path))?;
+            if size >= MAP_AT {
+                let len = file.metadata().map_err(Error::io("stat", path))?.len();
+                if len < size {
+                    return Err(short_file(path));
+                }
+                let end = usize::try_from(size).map_err(|_| short_file(path))?;
+                return Ok(Bytes::from_owner(map(&file, path)?).slice(..end));
+            }
             let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             // `read_to_end` fills spare capacity without zeroing it first.
             let n = file
@@ -200,6 +215,16 @@ pub(crate) fn whole_blob(source: &BlobSource, size: u64) -> Result<Bytes> {
             Ok(Bytes::from(buf))
         }
     }
+}
+
+/// `file` mapped read-only.
+#[allow(unsafe_code)]
+fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
+    // SAFETY: a mapping is only sound while nobody changes the file, and `BlobSource::File`
+    // promises that: its files are store blobs, which are written once under a temporary
+    // name and renamed into place, never written in place; deleting one (`cache clean`)
+    // leaves the mapped inode intact. The mapping is private and read-only.
+    unsafe { memmap2::MmapOptions::new().map(file) }.map_err(Error::io("map", path))
 }
 
 #[cfg(test)]
@@ -224,10 +249,20 @@ mod tests {
         assert!(mem[..] == data[..]);
         let short = dir.path().join("short");
         std::fs::write(&short, b"1234").unwrap();
-        let e = whole_blob(&BlobSource::File(short), 10)
+        let e = whole_blob(&BlobSource::File(short.clone()), 10)
             .unwrap_err()
             .to_string();
         assert!(e.contains("shorter") && e.contains("short"), "{e}");
+        // Mapped (large) and read (small) alike: a file shorter than the blob is refused, and
+        // a longer one gives just the blob's bytes.
+        let e = whole_blob(&BlobSource::File(short), MAP_AT)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("shorter"), "{e}");
+        for size in [MAP_AT - 1, MAP_AT, MAP_AT + 4096] {
+            let got = whole_blob(&BlobSource::File(dir.path().join("blob")), size).unwrap();
+            assert!(got[..] == data[..size as usize], "{size}");
+        }
     }
 
     fn collect(source: &BlobSource, start: u64, end: u64, chunk: usize) -> Result<Vec<Vec<u8>>> {
