@@ -63,10 +63,9 @@ pub struct ClientOptions {
     /// Blobs transferred at the same time: uploads by [`Client::push_blobs`], downloads by
     /// [`crate::transfer::pull`].
     pub max_concurrent_uploads: usize,
-    /// Blobs up to this size go up in one request; larger ones in chunks of up to this size
-    /// (starting smaller), read ahead from the file into two reused buffers, so an upload
-    /// holds at most two chunks in memory. Larger chunks mean fewer requests (each costs the
-    /// registry a little bookkeeping) and more memory.
+    /// Blobs up to this size go up in one request; larger ones in chunks of this size (slices
+    /// of the mapped file: no chunk is copied into memory). Larger chunks mean fewer requests
+    /// (each costs the registry a little bookkeeping) and a longer resend after a failure.
     pub chunk_size: usize,
     /// Time allowed to establish a connection.
     pub connect_timeout: Duration,

@@ -6,7 +6,7 @@
 //! asked for its `Range`, and sending continues from there. A registry that lost the session
 //! (distribution cancels one whose state no longer matches) gets a fresh upload.
 //!
-//! Chunks come from [`super::source`] (read ahead into reused buffers) and go to the HTTP
+//! Chunks come from [`super::source`] (slices of a mapped file) and go to the HTTP
 //! stack without further copies; the registry verifies the digest, so nothing is hashed here.
 
 use std::sync::Mutex;
@@ -449,7 +449,6 @@ impl Client {
                         Err(e) => return Err(Interrupted::Fatal(e)),
                     };
                     drop(call);
-                    chunks.recycle(body);
                     let status = resp.status();
                     if status != StatusCode::ACCEPTED && status != StatusCode::NO_CONTENT {
                         let failed = call_for_error(what, Method::PATCH, &loc, &scope);
@@ -468,8 +467,8 @@ impl Client {
                     loc = next;
                     match range_end(resp.headers()) {
                         Some(have) if have < sent_to && have >= offset => {
-                            // The registry kept less than was sent: carry on from what it has
-                            // (the read-ahead is positioned past it, so start a new pass).
+                            // The registry kept less than was sent: carry on from what it has,
+                            // in a new pass starting there.
                             return Err(retry(
                                 format!("the registry kept {have} of {sent_to} bytes"),
                                 &loc,
