@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Blob upload throughput: oxkit's registry client pushing one large file (chunked PATCH
-# uploads read straight from the file) against `curl -T` PUTting the same bytes to an upload
+# uploads cut from the mapped file) against `curl -T` PUTting the same bytes to an upload
 # URL of the same registry, in the same run. Each run uses a fresh random file so neither
 # side finds the blob already stored. Prints seconds, MB/s and the oxkit/curl throughput
 # ratio (target >= 0.80).
