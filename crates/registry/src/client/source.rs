@@ -105,7 +105,11 @@ pub(crate) fn whole_blob(source: &BlobSource, size: u64) -> Result<Bytes> {
                     return Err(short_file(path));
                 }
                 let end = usize::try_from(size).map_err(|_| short_file(path))?;
-                return Ok(Bytes::from_owner(map(&file, path)?).slice(..end));
+                match map(&file) {
+                    Ok(m) => return Ok(Bytes::from_owner(m).slice(..end)),
+                    // A file system that cannot map files: read it instead.
+                    Err(e) => tracing::debug!("cannot map {}: {e}; reading it", path.display()),
+                }
             }
             let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             // `read_to_end` fills spare capacity without zeroing it first.
@@ -123,12 +127,12 @@ pub(crate) fn whole_blob(source: &BlobSource, size: u64) -> Result<Bytes> {
 
 /// `file` mapped read-only.
 #[allow(unsafe_code)]
-fn map(file: &File, path: &Path) -> Result<memmap2::Mmap> {
+fn map(file: &File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: a mapping is only sound while nobody changes the file, and `BlobSource::File`
     // promises that: its files are store blobs, which are written once under a temporary
     // name and renamed into place, never written in place; deleting one (`cache clean`)
     // leaves the mapped inode intact. The mapping is private and read-only.
-    unsafe { memmap2::MmapOptions::new().map(file) }.map_err(Error::io("map", path))
+    unsafe { memmap2::MmapOptions::new().map(file) }
 }
 
 #[cfg(test)]
