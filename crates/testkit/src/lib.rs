@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod hostile;
+mod rng;
+
+pub use rng::Rng;
 
 /// The path of tool `name` (on `PATH`, in `/usr/sbin`, or where Debian 13's cosign package
 /// unpacks); panics with the install hint when it is missing.

@@ -284,7 +284,7 @@ fn hostile_layers_flatten_or_fail_without_panicking() {
     use oxkit_testkit::hostile;
     let (_d, s) = store();
     for seed in 1..=300u64 {
-        let mut rng = hostile::Rng::new(seed);
+        let mut rng = oxkit_testkit::Rng::new(seed);
         let layers: Vec<Descriptor> = (0..1 + rng.below(3))
             .map(|_| {
                 let info = s.write_blob(&hostile::layer(&mut rng)).unwrap();

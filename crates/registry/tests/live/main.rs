@@ -45,15 +45,12 @@ fn r(s: &str) -> Reference {
     Reference::parse(s).unwrap()
 }
 
-/// Deterministic pseudo-random bytes (xorshift), incompressible enough for transfer tests.
+/// Deterministic pseudo-random bytes, incompressible enough for transfer tests.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rng = oxkit_testkit::Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
     }
     out.truncate(len);
     out

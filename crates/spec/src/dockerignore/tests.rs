@@ -279,13 +279,8 @@ fn random_patterns_never_panic() {
     let pieces = [
         "*", "**", "?", "[", "]", "^", "-", "\\", "/", "a", "b", ".", "!", " ", "é", "\n",
     ];
-    let mut state: u64 = 0x5eed;
-    let mut next = |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state % n as u64) as usize
-    };
+    let mut rng = oxkit_testkit::Rng::new(0x5eed);
+    let mut next = |n: usize| rng.below(n);
     for _ in 0..5000 {
         let mut text = String::new();
         for _ in 0..next(12) {

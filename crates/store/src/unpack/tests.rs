@@ -125,7 +125,7 @@ fn hostile_layers_fail_or_apply_but_never_reach_outside_the_root() {
     use oxkit_testkit::hostile;
     for seed in 1..=300u64 {
         let (t, root, host) = sandbox();
-        let mut rng = hostile::Rng::new(seed);
+        let mut rng = oxkit_testkit::Rng::new(seed);
         // Several layers: later ones meet the links and directories earlier ones left.
         for _ in 0..1 + rng.below(3) {
             let _ = apply(&root, &hostile::layer(&mut rng));

@@ -4,25 +4,7 @@
 
 use super::*;
 
-/// xorshift64*: small, deterministic, good enough to spread choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
+use oxkit_testkit::Rng;
 
 const FRAGMENTS: &[&str] = &[
     "FROM",
@@ -229,7 +211,7 @@ fn exercise(df: &Dockerfile, rng: &mut Rng) {
 
 #[test]
 fn random_dockerfiles_never_panic() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut parsed = 0;
     for _ in 0..4000 {
         let text = random_dockerfile(&mut rng);
@@ -255,7 +237,7 @@ fn random_dockerfiles_never_panic() {
 
 #[test]
 fn random_words_never_panic() {
-    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    let mut rng = Rng::new(0x0123_4567_89ab_cdef);
     let pieces = [
         "$", "{", "}", ":", "-", "+", "?", "#", "%", "/", "'", "\"", "\\", "`", "a", "B_1", " ",
         "\n", "*", "<", "<<", "9", "@", "é",
