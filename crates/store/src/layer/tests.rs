@@ -227,6 +227,17 @@ fn writer_refuses_bad_paths_and_files_that_change_size() {
             .unwrap_err();
         assert!(matches!(e, crate::Error::BadEntry { .. }), "{bad}: {e}");
     }
+    // A file, directory or link named like a whiteout would be read back as one.
+    for entry in [
+        Entry::file("etc/.wh.passwd", 1, EntryMeta::mode(0o644)),
+        Entry::dir(".wh...", EntryMeta::mode(0o755)),
+        Entry::symlink("a/.wh..", "x", EntryMeta::mode(0o777)),
+    ] {
+        let e = w.add_bytes(&entry, b"x").unwrap_err();
+        assert!(e.to_string().contains("'.wh.'"), "{e}");
+    }
+    // A real whiteout is still written.
+    w.add(&Entry::whiteout("etc/passwd"), None).unwrap();
     let e = w
         .add(
             &Entry::hardlink("a", "../etc/passwd", EntryMeta::mode(0o644)),

@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use oxkit_spec::{Digest, Sha256Hasher};
 
-use super::entry::{Entry, EntryKind, normalize_path, tar_name};
+use super::entry::{Entry, EntryKind, WHITEOUT_PREFIX, normalize_path, split_parent, tar_name};
 use super::tar::{self as enc, Header};
 use crate::error::{Error, Result};
 use crate::oci::Descriptor;
@@ -131,6 +131,17 @@ impl<W: Write> TarWriter<W> {
             }
             Ok(_) => return Err(bad("the path is not normalised (leading '/', '.' or '//')")),
             Err(e) => return Err(bad(e.0)),
+        }
+        if !matches!(entry.kind, EntryKind::Whiteout | EntryKind::Opaque)
+            && split_parent(path_bytes)
+                .1
+                .starts_with(WHITEOUT_PREFIX.as_bytes())
+        {
+            // Written as it is, it would come back as a deletion (or, for `.wh..` and
+            // `.wh...`, as an entry every careful reader refuses).
+            return Err(bad(
+                "its name starts with '.wh.', which layer readers take for a whiteout (a deletion, in the OCI image format); rename it",
+            ));
         }
         let mut name = tar_name(entry).map_err(|e| bad(e.0))?;
         let (typeflag, size, link, dev): (u8, u64, Vec<u8>, (u32, u32)) = match &entry.kind {
