@@ -527,6 +527,12 @@ fn bad_input_fails_at_its_line() {
             "Dockerfile:1:",
             "not in the store",
         ),
+        (
+            // Stored as it is, the file would read back as a whiteout of /etc/passwd.
+            "FROM test/busybox:amd64\nRUN true\nRUN touch /etc/.wh.passwd\n",
+            "Dockerfile:3:",
+            "\"etc/.wh.passwd\" to the layer: its name starts with '.wh.'",
+        ),
     ];
     for (i, (df, at, what)) in cases.iter().enumerate() {
         let name = format!("bad{i}");

@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_file_is_cut_from_its_mapping() {
+    fn a_large_file_is_cut_into_chunks_from_an_offset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
         let data: Vec<u8> = (0..(5u32 << 20) + 17).map(|i| (i % 253) as u8).collect();
