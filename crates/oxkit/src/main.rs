@@ -8,6 +8,7 @@ mod cmd;
 mod output;
 mod secrets;
 mod settings;
+mod signing_key;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,8 @@ enum Command {
     Login(cmd::login::LoginArgs),
     /// Forget a registry's saved credentials
     Logout(cmd::login::LogoutArgs),
+    /// Sign images already in a registry (cosign's format), as `cosign sign --key` does
+    Sign(cmd::sign::SignArgs),
     /// Check the cosign signatures of images in a registry with public keys
     Verify(cmd::verify::VerifyArgs),
 }
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&cli.global, &printer, args),
         Command::Login(args) => cmd::login::login(&cli.global, &printer, args),
         Command::Logout(args) => cmd::login::logout(&cli.global, &printer, args),
+        Command::Sign(args) => cmd::sign::run(&cli.global, &printer, args),
         Command::Verify(args) => cmd::verify::run(&cli.global, &printer, args),
     };
     match result {

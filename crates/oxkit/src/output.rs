@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 
+use oxkit_publish::{EventSink, PublishEvent};
 use serde::Serialize;
 
 use crate::settings::GlobalArgs;
@@ -69,5 +70,29 @@ impl Printer {
     /// The final error: the whole context chain on one line.
     pub fn error(&self, e: &anyhow::Error) {
         let _ = writeln!(std::io::stderr().lock(), "error: {e:#}");
+    }
+}
+
+/// Publishing events as status lines.
+pub struct PublishLines<'p>(pub &'p Printer);
+
+impl EventSink for PublishLines<'_> {
+    fn event(&self, event: PublishEvent) {
+        match event {
+            PublishEvent::ArchPushed { reference, digest } => {
+                self.0.status(format!("Pushed {reference} ({})", digest.short()));
+            }
+            PublishEvent::IndexRetry {
+                reference,
+                attempt,
+                missing,
+            } => self.0.status(format!(
+                "{reference}: another writer replaced the index (missing {missing}); merging again (attempt {attempt})"
+            )),
+            PublishEvent::SignatureRetry { reference, attempt } => self.0.status(format!(
+                "{reference}: another writer replaced the signatures; adding ours again (attempt {attempt})"
+            )),
+            _ => {}
+        }
     }
 }

@@ -34,6 +34,11 @@ pub enum PublishError {
     Reference { reference: String, reason: String },
 
     #[error(
+        "{reference}: the registry has no such tag or digest; check the name, or push the image first"
+    )]
+    NotFound { reference: String },
+
+    #[error(
         "refusing to push {name}: its sources in {} differ from the git commit (a dirty package); commit the changes first, or pass --force-dirty to push it under its -dirty tag (never as a --release)",
         dir.display()
     )]

@@ -23,6 +23,11 @@
 //! [`Publisher::rebuild_index`] is `pkg manifest`: the index `TAG` from whatever `TAG-ARCH`
 //! images the registry holds.
 //!
+//! # Signing images already in a registry (`oxkit sign`)
+//!
+//! [`sign_reference`] signs a tag or digest (with `recursive`, an index and every image it
+//! lists) the same way publishing signs: read, append, write, read back.
+//!
 //! # Checking signatures (`oxkit verify`)
 //!
 //! [`verify_reference`] resolves a tag or digest and reports, for each public key, which
@@ -82,6 +87,22 @@ pub use verify::{ImageVerification, NamedKey, SignatureKind, VerifiedBy, verify_
 /// reach the registry is an error.
 pub fn signature_evidence(client: &Client, repo: &Reference, digest: &Digest) -> Result<Evidence> {
     evidence::collect(client, repo, digest)
+}
+
+/// Signs the image `reference` names (what `oxkit sign` does): its digest, and with
+/// `recursive` every image an index lists, each appended to its `sha256-<hex>.sig` signature
+/// image (signatures there are kept; one this key made over the same payload is not added
+/// again). `annotations` become the payloads' `optional` entries. A reference the registry
+/// does not have is an error.
+pub fn sign_reference(
+    client: &Client,
+    reference: &Reference,
+    key: &dyn KeySource,
+    annotations: &std::collections::BTreeMap<String, String>,
+    recursive: bool,
+    events: &dyn EventSink,
+) -> Result<Vec<SignOutcome>> {
+    signing::sign_reference_with(client, reference, key, annotations, recursive, events)
 }
 
 /// What publishing reports while it works (the binary turns these into progress lines).

@@ -359,6 +359,45 @@ impl<'a> Job<'a> {
     }
 }
 
+/// Signs what `reference` names (a tag, else `latest`, or a digest) in its repository with
+/// `key`, merging into the signature images there; with `recursive` and an index, each image
+/// it lists as well (its own signature first in the result). `annotations` go into each
+/// payload's `optional` section, as `cosign sign -a` puts them.
+pub(crate) fn sign_reference_with(
+    remote: &dyn Remote,
+    reference: &Reference,
+    key: &dyn KeySource,
+    annotations: &BTreeMap<String, String>,
+    recursive: bool,
+    events: &dyn EventSink,
+) -> Result<Vec<SignOutcome>> {
+    let top = remote
+        .get(reference)
+        .map_err(PublishError::registry(format!("sign {reference}")))?
+        .ok_or_else(|| PublishError::NotFound {
+            reference: reference.to_string(),
+        })?;
+    let mut digests = vec![top.digest.clone()];
+    if recursive && top.is_index() {
+        let index: oxkit_store::oci::ImageIndex =
+            oxkit_store::oci::from_json(&top.bytes, format!("index {reference}"))
+                .map_err(PublishError::store(format!("read the index {reference}")))?;
+        for m in index.manifests {
+            if !digests.contains(&m.digest) {
+                digests.push(m.digest);
+            }
+        }
+    }
+    Signer {
+        remote,
+        repo: reference,
+        key,
+        annotations,
+        events,
+    }
+    .sign_all(&digests)
+}
+
 /// A signature made ahead of its write ([`Signer::prepare`]): reading the tag, unlocking the key and
 /// uploading the blobs done while something else is under way (the write of the index it
 /// signs), so that [`Prepared::commit`] is one write and its check.

@@ -101,9 +101,8 @@ pub(crate) fn verify_with(
     let top = remote
         .get(reference)
         .map_err(PublishError::registry(format!("verify {reference}")))?
-        .ok_or_else(|| PublishError::Reference {
+        .ok_or_else(|| PublishError::NotFound {
             reference: reference.to_string(),
-            reason: "the registry has no such tag or digest; check the name".into(),
         })?;
     let mut targets = vec![(top.digest.clone(), top.media_type.clone(), None)];
     if recursive && top.is_index() {

@@ -10,4 +10,5 @@ pub mod key;
 pub mod login;
 pub mod pkg;
 pub mod run;
+pub mod sign;
 pub mod verify;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::support::{
-    Env, Registry, busybox_rootfs, cosign, host_arch, require_tool, run_fail, run_ok,
+    Env, Registry, busybox_rootfs, cosign, cosign_sign, host_arch, require_tool, run_fail, run_ok,
 };
 
 fn corpus() -> PathBuf {
@@ -831,15 +831,7 @@ fn trust_policy_is_enforced_against_registry_signatures() {
     );
     run_ok(cosign(&env, "pw").arg("generate-key-pair"));
     run_ok(cosign(&env, "pw").args(["generate-key-pair", "--output-key-prefix", "other"]));
-    run_ok(cosign(&env, "pw").args([
-        "sign",
-        "--key",
-        "cosign.key",
-        "--tlog-upload=false",
-        "--allow-http-registry",
-        "-y",
-        &signed,
-    ]));
+    cosign_sign(&env, "pw", "cosign.key", &signed, &[]);
     let build = |name: &str, image: &str, key: &str, extra: &[&str]| {
         let yml = env.path().join(format!("{name}.yml"));
         std::fs::write(

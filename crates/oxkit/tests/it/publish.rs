@@ -17,7 +17,9 @@ use oxkit_registry::{Client, ClientOptions};
 use oxkit_spec::{Digest, Reference};
 use oxkit_store::oci::{ImageIndex, media_type as mt};
 
-use crate::support::{Env, Registry, RegistryOpts, cosign, require_tool, run_fail, run_ok};
+use crate::support::{
+    Env, Registry, RegistryOpts, cosign, cosign_sign, require_tool, run_fail, run_ok,
+};
 
 /// `cosign verify --key KEY REF`, offline; its JSON payloads on success.
 pub(crate) fn cosign_verify(
@@ -353,17 +355,7 @@ fn push_a_two_arch_package_read_it_back_and_push_nothing_the_second_time() {
     // cosign signs the index too, with oxkit's key and with its own; oxkit verify sees all.
     run_ok(cosign(&env, "k2").arg("generate-key-pair"));
     for (key, pass) in [("ox.key", "pw"), ("cosign.key", "k2")] {
-        run_ok(cosign(&env, pass).args([
-            "sign",
-            "--key",
-            key,
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "-a",
-            &format!("signed-with={key}"),
-            "-y",
-            &remote,
-        ]));
+        cosign_sign(&env, pass, key, &remote, &[&format!("signed-with={key}")]);
     }
     let out = run_ok(env.oxkit().args([
         "--json",

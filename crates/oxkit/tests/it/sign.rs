@@ -17,7 +17,9 @@ use oxkit_sign::{
 use oxkit_spec::digest::Digest;
 use oxkit_spec::reference::Reference;
 
-use crate::support::{Env, Registry, cosign, on_terminal, require_tool, run_fail, run_ok};
+use crate::support::{
+    Env, Registry, cosign, cosign_sign, on_terminal, require_tool, run_fail, run_ok,
+};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -502,17 +504,7 @@ fn cosign_image_signatures_verify_with_oxkit() {
         generated
     );
 
-    run_ok(cosign(&env, "k1").args([
-        "sign",
-        "--key",
-        "cosign.key",
-        "--tlog-upload=false",
-        "--allow-http-registry",
-        "-y",
-        "-a",
-        "built-by=cosign",
-        &image_ref,
-    ]));
+    cosign_sign(&env, "k1", "cosign.key", &image_ref, &["built-by=cosign"]);
     let manifest = registry_get(
         &reg,
         &format!("sign/cosigned/manifests/{}", signature_tag(&digest)),
@@ -616,15 +608,7 @@ fn oxkit_image_signatures_verify_with_cosign() {
 
     // cosign adds its own signature on top of ours; oxkit merges a third and all verify.
     run_ok(cosign(&env, "k2").arg("generate-key-pair"));
-    run_ok(cosign(&env, "k2").args([
-        "sign",
-        "--key",
-        "cosign.key",
-        "--tlog-upload=false",
-        "--allow-http-registry",
-        "-y",
-        &image_ref,
-    ]));
+    cosign_sign(&env, "k2", "cosign.key", &image_ref, &[]);
     let manifest = registry_get(
         &reg,
         &format!("{repo}/manifests/{}", signature_tag(&digest)),
@@ -741,4 +725,194 @@ fn cosign_bundle_referrers_verify_with_oxkit() {
             )
             .is_err()
     );
+}
+
+// ---- `oxkit sign`: signing what is in a registry already ----------------------------------
+
+/// The `sha256-<hex>.sig` manifest's digest for `digest` in `repo` (`None`: no signatures).
+fn sig_manifest_digest(reg: &Registry, repo: &str, digest: &Digest) -> Option<Digest> {
+    registry_get(reg, &format!("{repo}/manifests/{}", signature_tag(digest)))
+        .map(|m| Digest::sha256(&m))
+}
+
+#[test]
+fn oxkit_sign_signs_an_unsigned_push_for_cosign_and_oxkit_verify() {
+    use crate::publish::{cosign_verify, oxkit_key, package, push_json};
+    let reg = Registry::start();
+    let env = Env::new();
+    oxkit_key(&env);
+    let dir = package(&env, &reg.host(), "later", &["amd64", "arm64"]);
+    let pushed = push_json(&env, &["--no-sign", dir.to_str().unwrap()]);
+    let p = &pushed["packages"][0];
+    let repo = "ox/later";
+    let name = format!("{}/{repo}", reg.host());
+    let tag_ref = format!(
+        "{}:{}",
+        name,
+        p["name"].as_str().unwrap().rsplit(':').next().unwrap()
+    );
+    let index: Digest = p["index"].as_str().unwrap().parse().unwrap();
+    let arches: Vec<Digest> = p["arches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["digest"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(arches.len(), 2);
+    let at = |d: &Digest| format!("{name}@{d}");
+    assert!(
+        cosign_verify(&env, "ox.pub", &at(&index)).is_err(),
+        "pushed unsigned"
+    );
+
+    let sign = |args: &[&str]| -> serde_json::Value {
+        let out = run_ok(
+            env.oxkit()
+                .env("COSIGN_PASSWORD", "pw")
+                .args(["--json", "sign", "--key", "ox.key"])
+                .args(args),
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    };
+    let added = |j: &serde_json::Value| -> Vec<(String, bool)> {
+        j["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["digest"].as_str().unwrap().to_string(),
+                    s["added"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    // The tag is resolved to the index's digest; without --recursive only the index is signed.
+    let first = sign(&["-a", "stage=qa", &tag_ref]);
+    assert_eq!(added(&first), [(index.to_string(), true)]);
+    assert_eq!(first["signatures"][0]["tag"], signature_tag(&index));
+    let payloads = cosign_verify(&env, "ox.pub", &at(&index)).expect("cosign verifies the index");
+    assert_eq!(payloads[0]["optional"]["stage"], "qa");
+    assert_eq!(
+        payloads[0]["critical"]["identity"]["docker-reference"],
+        name.as_str()
+    );
+    for d in &arches {
+        assert!(
+            cosign_verify(&env, "ox.pub", &at(d)).is_err(),
+            "{d} signed without --recursive"
+        );
+    }
+
+    // --recursive adds the architectures; the index's signature is there already.
+    let second = sign(&["--recursive", "-a", "stage=qa", &tag_ref]);
+    let mut want = vec![(index.to_string(), false)];
+    want.extend(arches.iter().map(|d| (d.to_string(), true)));
+    assert_eq!(added(&second), want);
+    for d in &arches {
+        cosign_verify(&env, "ox.pub", &at(d)).expect("cosign verifies each architecture");
+    }
+    run_ok(
+        env.oxkit()
+            .args(["verify", "--recursive", "--key", "ox.pub", &tag_ref]),
+    );
+
+    // Again: nothing added, and no signature image rewritten.
+    let before: Vec<_> = std::iter::once(&index)
+        .chain(&arches)
+        .map(|d| sig_manifest_digest(&reg, repo, d).expect("signed"))
+        .collect();
+    let third = sign(&["--recursive", "-a", "stage=qa", &tag_ref]);
+    assert!(added(&third).iter().all(|(_, a)| !a), "{third}");
+    let after: Vec<_> = std::iter::once(&index)
+        .chain(&arches)
+        .map(|d| sig_manifest_digest(&reg, repo, d).expect("signed"))
+        .collect();
+    assert_eq!(before, after);
+
+    // A payload with other annotations is another signature: both kept, both verify.
+    let other = sign(&["-a", "stage=prod", &at(&index)]);
+    assert_eq!(added(&other), [(index.to_string(), true)]);
+    let payloads = cosign_verify(&env, "ox.pub", &at(&index)).expect("both verify");
+    let mut stages: Vec<&str> = payloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["optional"]["stage"].as_str().unwrap())
+        .collect();
+    stages.sort();
+    assert_eq!(stages, ["prod", "qa"]);
+
+    // cosign's own key signs on top; oxkit's signature survives cosign's write and ours
+    // survives when oxkit signs again with yet another key.
+    run_ok(cosign(&env, "c").arg("generate-key-pair"));
+    cosign_sign(&env, "c", "cosign.key", &at(&arches[0]), &[]);
+    run_ok(
+        env.oxkit()
+            .args(["key", "generate", "--output-key-prefix", "two"])
+            .env("COSIGN_PASSWORD", "two"),
+    );
+    run_ok(env.oxkit().env("COSIGN_PASSWORD", "two").args([
+        "sign",
+        "--key",
+        "two.key",
+        &at(&arches[0]),
+    ]));
+    for key in ["ox.pub", "cosign.pub", "two.pub"] {
+        cosign_verify(&env, key, &at(&arches[0]))
+            .unwrap_or_else(|e| panic!("{key} no longer verifies: {e}"));
+    }
+}
+
+#[test]
+fn oxkit_sign_refuses_bad_input_with_one_clear_error() {
+    use crate::publish::oxkit_key;
+    let reg = Registry::start();
+    let env = Env::new();
+    oxkit_key(&env);
+    let repo = "sign/bad";
+    let digest = push_test_image(&env, &reg, repo);
+    let image = format!("{}/{repo}:v1", reg.host());
+    let sign = || {
+        let mut c = env.oxkit();
+        c.env("COSIGN_PASSWORD", "pw").arg("sign");
+        c
+    };
+
+    // A tag the registry does not have: named, with what to do.
+    let missing = format!("{}/{repo}:nope", reg.host());
+    let err = run_fail(sign().args(["--key", "ox.key", &missing]));
+    assert!(
+        err.contains(&missing) && err.contains("no such tag"),
+        "{err}"
+    );
+    // Not a reference: refused before the key is unlocked.
+    let err = run_fail(sign().args(["--key", "ox.key", "Not/A:Reference:"]));
+    assert!(err.contains("invalid image reference"), "{err}");
+    // No key anywhere: says how to make one.
+    let err = run_fail(sign().arg(&image));
+    assert!(err.contains("oxkit key generate"), "{err}");
+    // A wrong passphrase: the key file is named, the passphrase is not printed.
+    let err = run_fail(
+        env.oxkit()
+            .env("COSIGN_PASSWORD", "wrong-secret-words")
+            .args(["sign", "--key", "ox.key", &image]),
+    );
+    assert!(
+        err.contains("ox.key") && !err.contains("wrong-secret-words"),
+        "{err}"
+    );
+    // The same annotation twice.
+    let err = run_fail(sign().args(["--key", "ox.key", "-a", "k=1", "-a", "k=2", &image]));
+    assert!(err.contains("\"k\"") && err.contains("twice"), "{err}");
+    // An annotation that is not KEY=VALUE is a usage error (exit 2) naming it.
+    let out = sign()
+        .args(["--key", "ox.key", "-a", "novalue", &image])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"novalue\" is not KEY=VALUE"));
+    // None of that wrote a signature.
+    assert_eq!(sig_manifest_digest(&reg, repo, &digest), None);
 }

@@ -71,6 +71,24 @@ pub fn cosign(env: &Env, password: &str) -> Command {
     cmd
 }
 
+/// `cosign sign --key KEY IMAGE` offline (no transparency log) against the test's plain-HTTP
+/// registry, with `-a` annotations; the key's passphrase is `password`.
+pub fn cosign_sign(env: &Env, password: &str, key: &str, image: &str, annotations: &[&str]) {
+    let mut cmd = cosign(env, password);
+    cmd.args([
+        "sign",
+        "--key",
+        key,
+        "--tlog-upload=false",
+        "--allow-http-registry",
+        "-y",
+    ]);
+    for a in annotations {
+        cmd.args(["-a", a]);
+    }
+    run_ok(cmd.arg(image));
+}
+
 /// Runs a command that must fail with exit code 1; returns stderr.
 pub fn run_fail(cmd: &mut Command) -> String {
     let out = cmd

@@ -14,9 +14,10 @@ use oxkit_store::Store;
 use serde::Serialize;
 
 use super::PkgFlags;
-use super::push::{JsonSignature, Lines, PublishArgs, Uploads};
+use super::push::{JsonSignature, PublishArgs, Uploads};
 use crate::cmd::login::{RegistryArgs, client};
 use crate::output::Printer;
+use crate::output::PublishLines;
 use crate::settings::GlobalArgs;
 
 #[derive(Debug, Args)]
@@ -85,7 +86,7 @@ pub fn run(
     }
     let store = Store::open(global.store_dir()?)?;
     let client = client(&args.registry, Some(Arc::new(Uploads::default())))?;
-    let events = Lines(printer);
+    let events = PublishLines(printer);
     let publisher = Publisher {
         client: &client,
         store: &store,

@@ -8,31 +8,27 @@
 //! `signing-key`) and unlocked with the passphrase from [`crate::secrets`] before anything is
 //! built or pushed; reports become lines and JSON.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use oxkit_publish::KeySource;
-use oxkit_publish::{
-    EventSink, PackageReport, PublishEvent, Publisher, PushOptions, RemotePlan, SignOutcome,
-};
+use oxkit_publish::{PackageReport, Publisher, PushOptions, RemotePlan, SignOutcome};
 use oxkit_registry::Pushed;
-use oxkit_sign::{Passphrase, PublicKey, SigningKey};
 use oxkit_source::{Package, Resolver};
 use oxkit_spec::{Digest, Platform};
 use oxkit_store::Store;
 use serde::Serialize;
-use zeroize::Zeroizing;
 
 use super::PkgFlags;
 use super::build::{self, BuildArgs};
 use crate::cmd::login::client;
-use crate::output::Printer;
-use crate::secrets::{self, Purpose};
+use crate::output::{Printer, PublishLines};
 use crate::settings::GlobalArgs;
+use crate::signing_key::LazyKey;
 
 pub const PUSH_HELP: &str = "Each package's TAG-ARCH images that the registry already has are \
 neither built nor pushed. The others are built into the store (as `oxkit pkg build`), pushed as \
@@ -84,142 +80,12 @@ impl PublishArgs {
             printer.status("Not signing: --no-sign (or NOTRUST) was given");
             return Ok(None);
         }
-        let Some(path) = self.key_path()? else {
-            bail!(
-                "{} (create a key pair with `oxkit key generate`); or pass --no-sign to push unsigned",
-                crate::secrets::NO_SIGNING_KEY
-            );
-        };
-        let key = LazyKey::open(&path)?;
-        if key.from_keyring {
-            printer.status(format!(
-                "Signing with {}, unlocked by `oxkit key unlock`",
-                path.display()
-            ));
-        }
-        Ok(Some(key))
-    }
-}
-
-/// A signing key decrypted in the background from the start of a push
-/// (cosign's scrypt takes a large part of a second), so uploads and the decryption overlap.
-/// Its public key comes from the `.pub` beside it (cosign's `PREFIX.key`/`PREFIX.pub`) when
-/// there is one, so signatures made before are recognised without decrypting at all.
-pub(super) struct LazyKey {
-    path: PathBuf,
-    public: Option<PublicKey>,
-    /// The PEM text and passphrase, until decryption starts.
-    material: Mutex<Option<(Zeroizing<String>, Option<Passphrase>)>>,
-    job: Mutex<Option<std::thread::JoinHandle<std::result::Result<SigningKey, String>>>>,
-    key: OnceLock<std::result::Result<SigningKey, String>>,
-    /// Unlocked already, held by the kernel keyring (`oxkit key unlock`).
-    from_keyring: bool,
-}
-
-impl LazyKey {
-    fn open(path: &Path) -> Result<Self> {
-        let fail = |e: &dyn std::fmt::Display| {
-            format!("cannot use the signing key {}: {e}", path.display())
-        };
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| anyhow::anyhow!(fail(&e)))?);
-        let text = Zeroizing::new(
-            String::from_utf8(bytes.to_vec())
-                .map_err(|_| anyhow::anyhow!(fail(&"not a PEM text file")))?,
-        );
-        let encrypted = SigningKey::pem_is_encrypted(&text);
-        let held = encrypted
-            .then(|| oxkit_sign::keyring::recall(text.as_bytes()))
-            .flatten();
-        let from_keyring = held.is_some();
-        // Asked now, in the foreground: a prompt must not appear in the middle of a push.
-        let passphrase = if encrypted && !from_keyring {
-            Some(secrets::passphrase(Purpose::Unlock).map_err(|e| anyhow::anyhow!(fail(&e)))?)
-        } else {
-            None
-        };
-        let public = match path.extension().and_then(|e| e.to_str()) {
-            Some("key") => {
-                let pub_path = path.with_extension("pub");
-                if pub_path.is_file() {
-                    Some(oxkit_sign::load_public_key(&pub_path)?)
-                } else {
-                    None
-                }
-            }
-            _ => None,
-        };
-        let key = OnceLock::new();
-        let material = match held {
-            Some(k) => {
-                let _ = key.set(Ok(k));
-                None
-            }
-            None => Some((text, passphrase)),
-        };
-        Ok(Self {
-            path: path.to_path_buf(),
-            public,
-            material: Mutex::new(material),
-            job: Mutex::new(None),
-            key,
-            from_keyring,
-        })
-    }
-
-    /// Starts decrypting in the background (once).
-    pub(super) fn start(&self) {
-        let Some((text, passphrase)) = lock(&self.material).take() else {
-            return;
-        };
-        let path = self.path.clone();
-        *lock(&self.job) = Some(std::thread::spawn(move || {
-            let key = match &passphrase {
-                Some(p) => SigningKey::from_encrypted_pem(&text, p),
-                None => SigningKey::from_plain_pem(&text),
-            };
-            key.map_err(|e| format!("cannot use the signing key {}: {e}", path.display()))
-        }));
-    }
-
-    fn unlocked(&self) -> &std::result::Result<SigningKey, String> {
-        self.key.get_or_init(|| {
-            self.start();
-            match lock(&self.job).take() {
-                Some(job) => job
-                    .join()
-                    .unwrap_or_else(|_| Err(format!("decrypting {} failed", self.path.display()))),
-                None => Err(format!("decrypting {} failed", self.path.display())),
-            }
-        })
-    }
-
-    /// The key's hint, for messages (decrypts only when there is no `.pub`).
-    fn hint(&self) -> String {
-        match self.public_key() {
-            Ok(p) => p.hint(),
-            Err(_) => self.path.display().to_string(),
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl KeySource for LazyKey {
-    fn public_key(&self) -> std::result::Result<PublicKey, String> {
-        match &self.public {
-            Some(p) => Ok(p.clone()),
-            None => self
-                .unlocked()
-                .as_ref()
-                .map(SigningKey::public_key)
-                .map_err(Clone::clone),
-        }
-    }
-
-    fn signing_key(&self) -> std::result::Result<&SigningKey, String> {
-        self.unlocked().as_ref().map_err(Clone::clone)
+        LazyKey::find(
+            self.key.as_deref(),
+            "; or pass --no-sign to push unsigned",
+            printer,
+        )
+        .map(Some)
     }
 }
 
@@ -252,30 +118,6 @@ impl oxkit_registry::Progress for Uploads {
                 .copied()
                 .unwrap_or(0);
             self.bytes.fetch_add(size, Ordering::SeqCst);
-        }
-    }
-}
-
-/// Publishing events as status lines.
-pub(super) struct Lines<'p>(pub(super) &'p Printer);
-
-impl EventSink for Lines<'_> {
-    fn event(&self, event: PublishEvent) {
-        match event {
-            PublishEvent::ArchPushed { reference, digest } => {
-                self.0.status(format!("Pushed {reference} ({})", digest.short()));
-            }
-            PublishEvent::IndexRetry {
-                reference,
-                attempt,
-                missing,
-            } => self.0.status(format!(
-                "{reference}: another writer replaced the index (missing {missing}); merging again (attempt {attempt})"
-            )),
-            PublishEvent::SignatureRetry { reference, attempt } => self.0.status(format!(
-                "{reference}: another writer replaced the signatures; adding ours again (attempt {attempt})"
-            )),
-            _ => {}
         }
     }
 }
@@ -425,7 +267,7 @@ pub fn run(
     let store = Store::open(global.store_dir()?)?;
     let uploads = Arc::new(Uploads::default());
     let client = client(&args.registry, Some(uploads.clone()))?;
-    let events = Lines(printer);
+    let events = PublishLines(printer);
     let publisher = Publisher {
         client: &client,
         store: &store,
