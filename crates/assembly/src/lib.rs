@@ -14,6 +14,9 @@
 //!    `kernel+initrd`, `tar-kernel-initrd`): reproducible bytes, flat memory, atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
+//! [`write_filesystem`] writes one image's flattened file system as a tar (`oxkit cache export
+//! --format filesystem`), with the same flattening and emission.
+//!
 //! This crate never talks HTTP itself: registry access goes through traits
 //! ([`ImageFetcher`], [`trust::SignatureSource`]) that [`RegistryRemote`]
 //! implements with `oxkit-registry`'s client and `oxkit-publish`'s signature fetching. It never
@@ -24,6 +27,7 @@ mod config_to_oci;
 mod cpio;
 mod emit;
 mod error;
+mod export;
 mod flatten;
 mod images;
 mod layout;
@@ -36,6 +40,7 @@ pub mod uptodate;
 
 pub use config::{Config, YamlInput};
 pub use error::{Error, Result};
+pub use export::write_filesystem;
 pub use images::{
     ImageFetcher, ImageUse, ResolveOptions, ResolvedImage, ResolvedImages, ResolvedLayout,
     resolve_images,

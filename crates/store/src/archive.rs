@@ -1,4 +1,5 @@
-//! OCI archives: an OCI image layout in a tar (`oci-archive:FILE` for skopeo). Export
+//! OCI archives: an OCI image layout in a tar (`oci-archive:FILE` for skopeo), and the same
+//! for one platform with Docker's `manifest.json` beside it (`docker load`). Export
 //! writes the images' blobs, an `index.json` naming them and `oci-layout`, deterministically
 //! (sorted, mtime 0, root-owned). Import verifies every blob, checks that every named image
 //! is complete, and only then moves the blobs into the store and tags the images in one
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use oxkit_spec::{Digest, Reference};
+use oxkit_spec::{Digest, Platform, Reference};
 
 use crate::error::{Error, Result};
 use crate::layer::{Entry, EntryMeta, TarWriter, normalize_path};
@@ -42,7 +43,6 @@ pub struct ImportReport {
 pub fn export_archive<W: Write>(store: &Store, refs: &[Reference], out: W) -> Result<ExportReport> {
     let _lease = store.lease()?;
     let mut images = Vec::new();
-    let mut blobs: HashMap<Digest, Descriptor> = HashMap::new();
     for r in refs {
         let mut d = store.resolve(r)?.ok_or_else(|| Error::RefNotFound {
             reference: ref_key(r),
@@ -50,10 +50,65 @@ pub fn export_archive<W: Write>(store: &Store, refs: &[Reference], out: W) -> Re
         })?;
         d.annotations
             .insert(ANNOTATION_REF_NAME.to_string(), ref_key(r));
-        for b in store.image_blobs(&d)? {
+        images.push(d);
+    }
+    write_layout(store, images, None, out)
+}
+
+/// Writes the image `r` names for `platform` as an archive that `docker load` reads (its
+/// `manifest.json`, listing the image as `name`, else `r`, when that has a tag) and that is
+/// an OCI archive of that one image as well, as `docker save` writes them since Docker 25:
+/// both lists point at the same `blobs/`. Layers stay as the store has them (compressed);
+/// `docker load` and skopeo's `docker-archive:` decompress them. This is what LinuxKit's
+/// `cache export` writes by default.
+pub fn export_docker_archive<W: Write>(
+    store: &Store,
+    r: &Reference,
+    platform: &Platform,
+    name: Option<&Reference>,
+    out: W,
+) -> Result<ExportReport> {
+    let _lease = store.lease()?;
+    let mut d = store
+        .resolve_platform(r, platform)?
+        .ok_or_else(|| Error::RefNotFound {
+            reference: ref_key(r),
+            store: store.root().to_path_buf(),
+        })?;
+    let name = name.unwrap_or(r);
+    d.annotations
+        .insert(ANNOTATION_REF_NAME.to_string(), ref_key(name));
+    let m = store.read_manifest(&d.digest)?;
+    let path = |d: &Digest| format!("blobs/{}/{}", d.algorithm(), d.hex());
+    // A name by digest alone is loaded untagged.
+    let repo_tags: Vec<String> = name
+        .tag_or_latest()
+        .map(|t| format!("{}:{t}", name.name()))
+        .into_iter()
+        .collect();
+    let docker = serde_json::json!([{
+        "Config": path(&m.config.digest),
+        "RepoTags": repo_tags,
+        "Layers": m.layers.iter().map(|l| path(&l.digest)).collect::<Vec<_>>(),
+    }]);
+    let docker = serde_json::to_vec(&docker)
+        .map_err(|e| Error::io("encode", "manifest.json")(std::io::Error::other(e)))?;
+    write_layout(store, vec![d], Some(&docker), out)
+}
+
+/// The OCI layout of `images` (and everything they are made of) as a tar, deterministically;
+/// with `docker_manifest`, also `manifest.json` for `docker load`.
+fn write_layout<W: Write>(
+    store: &Store,
+    images: Vec<Descriptor>,
+    docker_manifest: Option<&[u8]>,
+    out: W,
+) -> Result<ExportReport> {
+    let mut blobs: HashMap<Digest, Descriptor> = HashMap::new();
+    for d in &images {
+        for b in store.image_blobs(d)? {
             blobs.entry(b.digest.clone()).or_insert(b);
         }
-        images.push(d);
     }
     let mut sorted: Vec<Descriptor> = blobs.into_values().collect();
     sorted.sort_by(|a, b| a.digest.cmp(&b.digest));
@@ -64,6 +119,9 @@ pub fn export_archive<W: Write>(store: &Store, refs: &[Reference], out: W) -> Re
     let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
     tar.add_bytes(&file("oci-layout", layout.len() as u64), layout)?;
     tar.add_bytes(&file("index.json", index.len() as u64), &index)?;
+    if let Some(m) = docker_manifest {
+        tar.add_bytes(&file("manifest.json", m.len() as u64), m)?;
+    }
     tar.add(&Entry::dir("blobs", EntryMeta::mode(0o755)), None)?;
     let mut algs: Vec<&str> = sorted.iter().map(|d| d.digest.algorithm()).collect();
     algs.dedup();
@@ -93,6 +151,15 @@ pub fn export_archive<W: Write>(store: &Store, refs: &[Reference], out: W) -> Re
 /// Writes an archive to `path` via a temporary file next to it, so a failed export leaves
 /// no partial archive behind.
 pub fn export_archive_to(store: &Store, refs: &[Reference], path: &Path) -> Result<ExportReport> {
+    write_atomically(path, |w| export_archive(store, refs, w))
+}
+
+/// Runs `write` on a buffered temporary file next to `path` that becomes `path` (synced
+/// first) only when `write` succeeds: a failed or interrupted export leaves no partial file.
+pub fn write_atomically<T, E: From<Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -101,13 +168,16 @@ pub fn export_archive_to(store: &Store, refs: &[Reference], path: &Path) -> Resu
         .prefix(".oxkit-export-")
         .tempfile_in(&dir)
         .map_err(Error::io("create a temporary file in", &dir))?;
-    let report = export_archive(store, refs, std::io::BufWriter::new(tmp.as_file()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(Error::io("sync", tmp.path()))?;
+    let t = {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file());
+        let t = write(&mut out)?;
+        out.flush().map_err(Error::io("write", path))?;
+        t
+    };
+    tmp.as_file().sync_all().map_err(Error::io("sync", path))?;
     tmp.persist(path)
         .map_err(|e| Error::io("write", path)(e.error))?;
-    Ok(report)
+    Ok(t)
 }
 
 /// A blob read from the archive, verified, waiting to be moved into the store.

@@ -1,14 +1,16 @@
 //! `oxkit cache`: inspect and manage the local OCI image store (LinuxKit's `cache`
-//! commands): list, remove, export to and import from OCI archives, garbage-collect, check.
+//! commands): list, remove, export (OCI archives, `docker load` archives, an image's file
+//! system) and import OCI archives, garbage-collect, check.
 //!
 //! Only argument handling and printing live here; the work is in `oxkit-store`.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
 use clap::{Args, Subcommand};
-use oxkit_spec::Reference;
+use oxkit_spec::{Platform, Reference};
 use oxkit_store::Store;
 use oxkit_store::archive;
 use serde::Serialize;
@@ -33,13 +35,27 @@ enum CacheCommand {
         #[arg(required = true, value_name = "REF")]
         refs: Vec<String>,
     },
-    /// Write images to an OCI archive (readable by `skopeo ... oci-archive:FILE`)
+    /// Write images to an OCI archive (readable by `skopeo ... oci-archive:FILE`), an archive
+    /// for `docker load`, or one image's file system as a tar
+    #[command(after_help = EXPORT_HELP)]
     Export {
         #[arg(required = true, value_name = "REF")]
         refs: Vec<String>,
-        /// Archive to write, or `-` for stdout
-        #[arg(short, long, value_name = "FILE")]
+        /// File to write, or `-` for stdout
+        #[arg(short, long, visible_alias = "outfile", value_name = "FILE")]
         output: PathBuf,
+        /// What to write
+        #[arg(long, value_enum, default_value_t = ExportFormat::OciArchive)]
+        format: ExportFormat,
+        /// Platform to export, for `docker` and `filesystem` [default: this machine's]
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<String>,
+        /// Architecture to export (LinuxKit's flag: the platform linux/ARCH)
+        #[arg(long, value_name = "ARCH", conflicts_with = "platform")]
+        arch: Option<String>,
+        /// For `docker`: the name the image is loaded as [default: REF]
+        #[arg(long, value_name = "REF")]
+        name: Option<String>,
     },
     /// Load images from an OCI archive (plain, gzip or zstd); every blob is verified and a
     /// damaged archive leaves the store unchanged
@@ -68,7 +84,25 @@ pub fn run(global: &GlobalArgs, printer: &Printer, args: CacheArgs) -> Result<()
     match args.command {
         CacheCommand::Ls => ls(&store, printer),
         CacheCommand::Rm { refs } => rm(&store, printer, &refs),
-        CacheCommand::Export { refs, output } => export(&store, printer, &refs, &output),
+        CacheCommand::Export {
+            refs,
+            output,
+            format,
+            platform,
+            arch,
+            name,
+        } => export(
+            &store,
+            printer,
+            &refs,
+            &output,
+            format,
+            Selection {
+                platform,
+                arch,
+                name,
+            },
+        ),
         CacheCommand::Import { file, tag } => import(&store, printer, &file, tag.as_deref()),
         CacheCommand::Clean { dry_run } => clean(&store, printer, dry_run),
         CacheCommand::Fsck => fsck(&store, printer),
@@ -209,36 +243,157 @@ fn rm(store: &Store, printer: &Printer, refs: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn export(
-    store: &Store,
-    printer: &Printer,
-    refs: &[String],
-    output: &std::path::Path,
-) -> Result<()> {
-    let refs = parse_refs(refs)?;
-    let report = if output.as_os_str() == "-" {
+const EXPORT_HELP: &str = "Formats:\n  \
+oci-archive  every image named, with all its platforms: an OCI image layout in a tar \
+(skopeo's oci-archive:FILE; `oxkit cache import` reads it back)\n  \
+docker       one image, one platform, as `docker load` reads it (LinuxKit's default `cache \
+export` format, which it calls oci; `--format oci` is accepted); an OCI archive of that image \
+too\n  \
+filesystem   one image's root file system, its layers flattened (whiteouts applied), as one \
+tar (LinuxKit's `--format filesystem`); owners, modes and mtimes as the layers have them\n\n\
+The same store content always gives the same bytes. A file is written under a temporary name \
+and renamed when complete.";
+
+/// What `cache export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    /// Every image named, all platforms: an OCI image layout in a tar
+    OciArchive,
+    /// One platform, for `docker load` (and an OCI archive too)
+    #[value(alias = "oci")]
+    Docker,
+    /// One platform's root file system, flattened, as a tar
+    Filesystem,
+}
+
+/// Which platform of the image, and its name in a `docker` archive.
+struct Selection {
+    platform: Option<String>,
+    arch: Option<String>,
+    name: Option<String>,
+}
+
+impl Selection {
+    fn platform(&self) -> Result<Platform> {
+        Ok(match (&self.platform, &self.arch) {
+            (Some(p), _) => p
+                .parse()
+                .with_context(|| format!("--platform {p:?}: expected OS/ARCH[/VARIANT]"))?,
+            (None, Some(a)) => Platform::linux(a).with_context(|| format!("--arch {a:?}"))?,
+            (None, None) => Platform::host(),
+        })
+    }
+}
+
+/// Runs `write` on standard output (never a terminal) or on a temporary file next to
+/// `output` that becomes `output` only when `write` succeeded.
+fn write_output<T>(output: &Path, write: impl FnOnce(&mut dyn Write) -> Result<T>) -> Result<T> {
+    if output.as_os_str() == "-" {
         let stdout = std::io::stdout();
         if stdout.is_terminal() {
             bail!("refusing to write a tar archive to a terminal; use -o FILE or redirect stdout");
         }
-        let mut out = std::io::BufWriter::new(stdout.lock());
-        let report = archive::export_archive(store, &refs, &mut out)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+        let t = write(&mut out)?;
         out.flush().context("cannot write the archive to stdout")?;
-        report
+        return Ok(t);
+    }
+    archive::write_atomically(output, write)
+}
+
+fn export(
+    store: &Store,
+    printer: &Printer,
+    refs: &[String],
+    output: &Path,
+    format: ExportFormat,
+    selection: Selection,
+) -> Result<()> {
+    let refs = parse_refs(refs)?;
+    let dest = if output.as_os_str() == "-" {
+        "stdout".to_string()
     } else {
-        archive::export_archive_to(store, &refs, output)?
+        output.display().to_string()
     };
-    printer.status(format!(
-        "exported {} image(s), {} blobs ({}) to {}",
-        report.images.len(),
-        report.blobs,
-        human_size(report.bytes),
-        if output.as_os_str() == "-" {
-            "stdout".to_string()
-        } else {
-            output.display().to_string()
+    if format != ExportFormat::OciArchive && refs.len() != 1 {
+        bail!(
+            "--format {} exports exactly one image ({} given); export them one at a time, or use --format oci-archive",
+            format
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_default(),
+            refs.len()
+        );
+    }
+    if format != ExportFormat::Docker && selection.name.is_some() {
+        bail!("--name only applies to --format docker");
+    }
+    match format {
+        ExportFormat::OciArchive => {
+            if selection.platform.is_some() || selection.arch.is_some() {
+                bail!(
+                    "--format oci-archive exports every platform; --platform and --arch apply to --format docker and filesystem"
+                );
+            }
+            let report = write_output(output, |w| Ok(archive::export_archive(store, &refs, w)?))?;
+            printer.status(format!(
+                "exported {} image(s), {} blobs ({}) to {dest}",
+                report.images.len(),
+                report.blobs,
+                human_size(report.bytes),
+            ));
         }
-    ));
+        ExportFormat::Docker => {
+            let platform = selection.platform()?;
+            let name = match &selection.name {
+                Some(n) => {
+                    Some(Reference::parse(n).with_context(|| format!("invalid --name {n:?}"))?)
+                }
+                None => None,
+            };
+            let report = write_output(output, |w| {
+                Ok(archive::export_docker_archive(
+                    store,
+                    &refs[0],
+                    &platform,
+                    name.as_ref(),
+                    w,
+                )?)
+            })?;
+            printer.status(format!(
+                "exported {} [{platform}] ({}, {} blobs, {}) for docker load to {dest}",
+                refs[0],
+                report.images[0].digest.short(),
+                report.blobs,
+                human_size(report.bytes),
+            ));
+        }
+        ExportFormat::Filesystem => {
+            let platform = selection.platform()?;
+            let d = store
+                .resolve_platform(&refs[0], &platform)?
+                .ok_or_else(|| oxkit_store::Error::RefNotFound {
+                    reference: refs[0].to_string(),
+                    store: store.root().to_path_buf(),
+                })?;
+            let _lease = store.lease()?;
+            let scratch = std::env::temp_dir();
+            write_output(output, |w| {
+                oxkit_assembly::write_filesystem(store, &d, &scratch, w).with_context(|| {
+                    format!(
+                        "cannot export the file system of {} ({})",
+                        refs[0], d.digest
+                    )
+                })?;
+                Ok(())
+            })?;
+            printer.status(format!(
+                "exported the file system of {} [{platform}] ({}) to {dest}",
+                refs[0],
+                d.digest.short()
+            ));
+        }
+    }
     Ok(())
 }
 

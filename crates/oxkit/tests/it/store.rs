@@ -572,3 +572,231 @@ fn umoci_unpacks_every_entry_kind_we_write() {
         );
     }
 }
+
+/// `path type mode uid gid link-target` for everything below `dir`, sorted (mtimes left out:
+/// extracting a tar touches the directories it fills).
+fn tree_listing(dir: &Path) -> String {
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "cd '{}' && find . -mindepth 1 -printf '%p %y %m %U %G %l\\n' | LC_ALL=C sort",
+        dir.display()
+    )))
+}
+
+#[test]
+fn export_writes_an_images_file_system_and_a_docker_archive_the_real_tools_read() {
+    let env = Env::new();
+    let arch = crate::support::host_arch();
+    let base = crate::build::import_busybox(&env, &arch);
+    // Two layers over busybox: a deletion, a hard link, a symlink, and a directory replaced
+    // (whiteouts and an opaque directory for the exporter to apply).
+    let pkg = env.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("build.yml"),
+        format!("image: layered\norg: local\narches: [{arch}]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("Dockerfile"),
+        format!(
+            "FROM {base}\n\
+             RUN rm /bin/ls && mkdir -p /d/sub && echo one > /d/sub/old && echo hi > /d/new \
+             && ln /d/new /d/hard && ln -s new /d/sym && chmod 0750 /d/sub\n\
+             RUN rm -r /d/sub && mkdir /d/sub && echo two > /d/sub/fresh\n"
+        ),
+    )
+    .unwrap();
+    run_ok(env.oxkit().args(["pkg", "--hash", "x1", "build"]).arg(&pkg));
+    let image = "local/layered:x1";
+
+    // The file system: what umoci unpacks from the same image, entry for entry.
+    let fs_tar = env.path().join("fs.tar");
+    run_ok(
+        env.oxkit()
+            .args([
+                "cache",
+                "export",
+                "--format",
+                "filesystem",
+                image,
+                "--outfile",
+            ])
+            .arg(&fs_tar),
+    );
+    let ours = env.path().join("ours");
+    std::fs::create_dir_all(&ours).unwrap();
+    run_ok(
+        Command::new("tar")
+            .args(["-xpf"])
+            .arg(&fs_tar)
+            .arg("--numeric-owner")
+            .arg("-C")
+            .arg(&ours),
+    );
+    let theirs = env.path().join("umoci");
+    run_ok(
+        umoci()
+            .args(["raw", "unpack", "--image"])
+            .arg(format!("{}:docker.io/{image}", env.store().display()))
+            .arg(&theirs),
+    );
+    run_ok(
+        Command::new("diff")
+            .args(["-r", "--no-dereference"])
+            .arg(&theirs)
+            .arg(&ours),
+    );
+    assert_eq!(tree_listing(&ours), tree_listing(&theirs));
+    assert!(!ours.join("bin/ls").exists() && ours.join("bin/busybox").exists());
+    assert!(!ours.join("d/sub/old").exists());
+    assert_eq!(
+        std::fs::read_to_string(ours.join("d/sub/fresh")).unwrap(),
+        "two\n"
+    );
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(ours.join("d/new")).unwrap().ino(),
+        std::fs::metadata(ours.join("d/hard")).unwrap().ino(),
+        "hard link kept"
+    );
+    // The same image gives the same bytes; to standard output too.
+    let again = run_ok_bytes(env.oxkit().args([
+        "cache",
+        "export",
+        "--format",
+        "filesystem",
+        image,
+        "-o",
+        "-",
+    ]));
+    assert_eq!(again, std::fs::read(&fs_tar).unwrap());
+
+    // The docker archive: skopeo reads it as docker-archive: and as oci-archive:, and the
+    // image it copies out has the store's config, byte for byte.
+    let d_tar = env.path().join("docker.tar");
+    run_ok(
+        env.oxkit()
+            .args([
+                "cache",
+                "export",
+                "--format",
+                "docker",
+                "--arch",
+                &arch,
+                "--name",
+                "example.org/loaded:v9",
+                image,
+                "-o",
+            ])
+            .arg(&d_tar),
+    );
+    let docker_manifest: serde_json::Value = json(&run_ok(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(&d_tar)
+            .arg("manifest.json"),
+    ));
+    assert_eq!(
+        docker_manifest[0]["RepoTags"],
+        serde_json::json!(["example.org/loaded:v9"])
+    );
+    // skopeo checks each layer it reads against the config's diff_ids; copied to `dir:` (no
+    // conversion), the config is the store's, byte for byte.
+    let copied = env.path().join("copied");
+    run_ok(
+        skopeo()
+            .args(["copy", "--quiet"])
+            .arg(format!("docker-archive:{}", d_tar.display()))
+            .arg(format!("dir:{}", copied.display())),
+    );
+    let copied_manifest = json(&std::fs::read_to_string(copied.join("manifest.json")).unwrap());
+    let config = copied_manifest["config"]["digest"].as_str().unwrap();
+    let hex = config.trim_start_matches("sha256:");
+    assert_eq!(
+        std::fs::read(copied.join(hex)).unwrap(),
+        std::fs::read(env.store().join("blobs/sha256").join(hex))
+            .unwrap_or_else(|e| panic!("the copied config {config} is not in the store: {e}")),
+    );
+    let diff_ids =
+        json(&std::fs::read_to_string(copied.join(hex)).unwrap())["rootfs"]["diff_ids"].clone();
+    let layers: Vec<&str> = copied_manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(serde_json::json!(layers), diff_ids);
+    let via_oci = json(&run_ok(
+        skopeo()
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", d_tar.display())),
+    ));
+    assert_eq!(via_oci["Architecture"], arch.as_str());
+    // LinuxKit's name for this format gives the same bytes.
+    let o_tar = env.path().join("oci.tar");
+    run_ok(
+        env.oxkit()
+            .args([
+                "cache",
+                "export",
+                "--format",
+                "oci",
+                "--platform",
+                &format!("linux/{arch}"),
+                "--name",
+                "example.org/loaded:v9",
+                image,
+                "-o",
+            ])
+            .arg(&o_tar),
+    );
+    assert_eq!(
+        std::fs::read(&o_tar).unwrap(),
+        std::fs::read(&d_tar).unwrap()
+    );
+
+    // Bad input: one clear error each, and no file left behind.
+    let out = env.path().join("never.tar");
+    let export = |args: &[&str]| {
+        let mut c = env.oxkit();
+        c.args(["cache", "export"]).args(args).arg("-o").arg(&out);
+        run_fail(&mut c)
+    };
+    let err = export(&["--format", "filesystem", image, &base]);
+    assert!(err.contains("exactly one image"), "{err}");
+    let err = export(&["--format", "filesystem", "--platform", "linux/s390x", image]);
+    assert!(err.contains("s390x") && err.contains(&arch), "{err}");
+    let err = export(&["--format", "docker", "local/nothing:here"]);
+    assert!(
+        err.contains("no image docker.io/local/nothing:here"),
+        "{err}"
+    );
+    let err = export(&["--format", "filesystem", "--name", "x:y", image]);
+    assert!(err.contains("--name"), "{err}");
+    let err = export(&["--platform", "linux/amd64", image]);
+    assert!(err.contains("every platform"), "{err}");
+    let err = export(&["--format", "docker", "--platform", "linux", image]);
+    assert!(err.contains("--platform \"linux\""), "{err}");
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(env.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".oxkit-export-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn run_ok_bytes(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}

@@ -154,3 +154,95 @@ fn truncated_or_corrupt_archives_leave_the_store_unchanged() {
     assert!(matches!(e, Error::BadArchive { .. }), "{e}");
     assert_eq!(snapshot(&b), before);
 }
+
+/// The named member of an uncompressed tar.
+fn member(tar: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut a = ::tar::Archive::new(tar);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_str() == Some(name) {
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[test]
+fn docker_archives_pick_one_platform_and_name_it_for_docker_load() {
+    let t = tempfile::tempdir().unwrap();
+    let s = Store::open(t.path().join("s")).unwrap();
+    let amd = image(&s, "amd64", "amd");
+    let arm = image(&s, "arm64", "arm");
+    s.put_index_for(&r("linuxkit/multi:1"), vec![amd.clone(), arm.clone()])
+        .unwrap();
+    let export = |platform: &str, name: Option<&str>| {
+        let mut out = Vec::new();
+        let name = name.map(r);
+        let report = export_docker_archive(
+            &s,
+            &r("linuxkit/multi:1"),
+            &platform.parse().unwrap(),
+            name.as_ref(),
+            &mut out,
+        )?;
+        Ok::<_, Error>((out, report))
+    };
+    let (tar, report) = export("linux/arm64", None).unwrap();
+    assert_eq!(report.images.len(), 1);
+    assert_eq!(report.images[0].digest, arm.digest);
+    let m = s.read_manifest(&arm.digest).unwrap();
+    let docker: serde_json::Value =
+        serde_json::from_slice(&member(&tar, "manifest.json").unwrap()).unwrap();
+    let path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    assert_eq!(
+        docker,
+        serde_json::json!([{
+            "Config": path(&m.config.digest),
+            "RepoTags": ["docker.io/linuxkit/multi:1"],
+            "Layers": [path(&m.layers[0].digest)],
+        }])
+    );
+    // Every path it names is in the archive, and the OCI index names the same manifest.
+    assert!(member(&tar, &path(&m.config.digest)).is_some());
+    assert!(member(&tar, &path(&m.layers[0].digest)).is_some());
+    assert!(
+        member(&tar, &path(&amd.digest)).is_none(),
+        "only one platform"
+    );
+    let index: ImageIndex = serde_json::from_slice(&member(&tar, "index.json").unwrap()).unwrap();
+    assert_eq!(index.manifests.len(), 1);
+    assert_eq!(index.manifests[0].digest, arm.digest);
+    // Reproducible; renamed; untagged when named by digest.
+    assert_eq!(export("linux/arm64", None).unwrap().0, tar);
+    let (renamed, _) = export("linux/amd64", Some("example.org/x:y")).unwrap();
+    let docker: serde_json::Value =
+        serde_json::from_slice(&member(&renamed, "manifest.json").unwrap()).unwrap();
+    assert_eq!(
+        docker[0]["RepoTags"],
+        serde_json::json!(["example.org/x:y"])
+    );
+    let by_digest = format!("example.org/x@{}", amd.digest);
+    let (untagged, _) = export("linux/amd64", Some(&by_digest)).unwrap();
+    let docker: serde_json::Value =
+        serde_json::from_slice(&member(&untagged, "manifest.json").unwrap()).unwrap();
+    assert_eq!(docker[0]["RepoTags"], serde_json::json!([]));
+    // A platform the image lacks, or an image the store lacks, is an error saying so.
+    let err = export("linux/s390x", None).unwrap_err().to_string();
+    assert!(
+        err.contains("s390x") && err.contains("linux/arm64"),
+        "{err}"
+    );
+    let mut out = Vec::new();
+    let err = export_docker_archive(
+        &s,
+        &r("linuxkit/none:1"),
+        &"linux/amd64".parse().unwrap(),
+        None,
+        &mut out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no image docker.io/linuxkit/none:1"), "{err}");
+}
