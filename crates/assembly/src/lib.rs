@@ -11,7 +11,8 @@
 //!    metadata, reading each layer once and refusing entries that would escape the root; a
 //!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
-//!    `kernel+initrd`, `tar-kernel-initrd`): reproducible bytes, flat memory, atomic files.
+//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`): reproducible bytes, flat memory (but
+//!    for `raw-efi`'s kernel image), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
 //! [`write_filesystem`] writes one image's flattened file system as a tar (`oxkit cache export
@@ -25,6 +26,7 @@
 mod config;
 mod config_to_oci;
 mod cpio;
+mod disk;
 mod emit;
 mod error;
 mod export;
@@ -36,6 +38,7 @@ mod output;
 mod remote;
 mod tree;
 pub mod trust;
+mod uki;
 pub mod uptodate;
 
 pub use config::{Config, YamlInput};
@@ -46,5 +49,5 @@ pub use images::{
     resolve_images,
 };
 pub use layout::{AssembleOptions, Assembly, assemble};
-pub use output::{Format, OutputPlan, TarDestination, Written, write_outputs};
+pub use output::{Format, OutputPlan, TarDestination, Written, default_efi_stub, write_outputs};
 pub use remote::RegistryRemote;

@@ -6,7 +6,12 @@
 //!   is one) and `NAME-cmdline`; like LinuxKit, the kernel and cmdline files are only written
 //!   when not empty;
 //! - `tar-kernel-initrd`: `NAME-initrd.tar` holding `kernel`, `initrd.img` (without the
-//!   microcode), `cmdline` and `ucode.cpio`.
+//!   microcode), `cmdline` and `ucode.cpio`;
+//! - `raw-efi`: `NAME-efi.img`, a GPT disk whose EFI system partition holds one unified kernel
+//!   image (systemd's EFI stub with the kernel, the initrd above and the command line, see
+//!   [`crate::uki`]) at the removable-media path `EFI/BOOT/BOOTX64.EFI` (`BOOTAA64.EFI` for
+//!   arm64), so UEFI firmware boots it with no boot loader and no configuration. LinuxKit's
+//!   `raw-efi` boots the same kernel, initrd and command line through GRUB.
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
 //! when all outputs of the build are complete: a failed build leaves nothing behind, and a
@@ -37,10 +42,11 @@ pub enum Format {
     Tar,
     KernelInitrd,
     TarKernelInitrd,
+    RawEfi,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 3] = ["kernel+initrd", "tar", "tar-kernel-initrd"];
+    pub const ALL: [&'static str; 4] = ["kernel+initrd", "tar", "tar-kernel-initrd", "raw-efi"];
 
     /// Whether the format is one stream (it can go to `-o`).
     pub fn streamable(self) -> bool {
@@ -52,6 +58,7 @@ impl Format {
             Format::Tar => "tar",
             Format::KernelInitrd => "kernel+initrd",
             Format::TarKernelInitrd => "tar-kernel-initrd",
+            Format::RawEfi => "raw-efi",
         }
     }
 }
@@ -63,8 +70,9 @@ impl std::str::FromStr for Format {
             "tar" => Ok(Format::Tar),
             "kernel+initrd" => Ok(Format::KernelInitrd),
             "tar-kernel-initrd" => Ok(Format::TarKernelInitrd),
+            "raw-efi" => Ok(Format::RawEfi),
             other => Err(format!(
-                "unknown format {other:?}; oxkit builds {} (LinuxKit's disk and cloud formats are not supported)",
+                "unknown format {other:?}; oxkit builds {} (LinuxKit's other disk, ISO and cloud formats are not)",
                 Format::ALL.join(", ")
             )),
         }
@@ -86,6 +94,18 @@ pub struct OutputPlan {
     pub base: PathBuf,
     /// The tar output, when `tar` is the format.
     pub tar: Option<TarDestination>,
+    /// systemd's EFI stub, for `raw-efi` (see [`default_efi_stub`]).
+    pub efi_stub: Option<PathBuf>,
+}
+
+/// Where Debian's `systemd-boot-efi` package puts the EFI stub for `arch` (`amd64`, `arm64`).
+pub fn default_efi_stub(arch: &str) -> Option<PathBuf> {
+    let name = match arch {
+        "amd64" => "linuxx64.efi.stub",
+        "arm64" => "linuxaa64.efi.stub",
+        _ => return None,
+    };
+    Some(Path::new("/usr/lib/systemd/boot/efi").join(name))
 }
 
 impl OutputPlan {
@@ -157,6 +177,7 @@ impl OutputPlan {
             formats: fs,
             base: dir.join(name),
             tar,
+            efi_stub: None,
         })
     }
 
@@ -216,6 +237,13 @@ fn temp_for(path: &Path) -> Result<NamedTempFile> {
 pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<Written> {
     let dir = plan.dir();
     fs_err::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
+    let raw_efi = plan.formats.contains(&Format::RawEfi);
+    // The stub is read first: a missing one must not cost a whole build.
+    let stub = if raw_efi {
+        Some(read_efi_stub(plan)?)
+    } else {
+        None
+    };
     let mut pending: Vec<Pending> = Vec::new();
     for f in &plan.formats {
         if *f == Format::Tar {
@@ -258,7 +286,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     }
     let kernel_initrd = plan.formats.contains(&Format::KernelInitrd);
     let tar_kernel_initrd = plan.formats.contains(&Format::TarKernelInitrd);
-    if kernel_initrd || tar_kernel_initrd {
+    if kernel_initrd || tar_kernel_initrd || raw_efi {
         let initrd_path = plan.with_suffix("-initrd.img");
         let initrd_tmp = temp_for(&initrd_path)?;
         let kernel_path = plan.with_suffix("-kernel");
@@ -282,6 +310,13 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
         )?;
         emit(a, store, &mut sink, &dir)?;
         let done = sink.finish()?;
+        if let Some(stub) = &stub {
+            let path = plan.with_suffix("-efi.img");
+            let tmp = temp_for(&path)?;
+            write_raw_efi(&tmp, stub, &done, &initrd_tmp, &kernel_tmp)
+                .map_err(|e| Error::output(&path, e))?;
+            pending.push(Pending { path, tmp });
+        }
         if tar_kernel_initrd {
             let path = plan.with_suffix("-initrd.tar");
             let tmp = temp_for(&path)?;
@@ -324,6 +359,108 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
         let _ = d.sync_all();
     }
     Ok(written)
+}
+
+/// The EFI stub `raw-efi` builds on, read whole (about 100 KiB).
+fn read_efi_stub(plan: &OutputPlan) -> Result<Vec<u8>> {
+    let Some(path) = &plan.efi_stub else {
+        return Err(Error::output(
+            plan.with_suffix("-efi.img"),
+            "raw-efi needs systemd's EFI stub: install systemd-boot-efi (Debian, Ubuntu) or pass --efi-stub FILE",
+        ));
+    };
+    let stub = std::fs::read(path).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::NotFound {
+            "; install systemd-boot-efi (Debian, Ubuntu) or pass --efi-stub FILE"
+        } else {
+            ""
+        };
+        Error::output(
+            path,
+            format!("cannot read the EFI stub for raw-efi: {e}{hint}"),
+        )
+    })?;
+    efi_boot_path(&stub).map_err(|e| Error::output(path, e))?;
+    Ok(stub)
+}
+
+/// Where the firmware looks for the stub's architecture on removable media.
+fn efi_boot_path(stub: &[u8]) -> std::result::Result<&'static str, String> {
+    match pe_machine(stub) {
+        Some(0x8664) => Ok("EFI/BOOT/BOOTX64.EFI"),
+        Some(0xaa64) => Ok("EFI/BOOT/BOOTAA64.EFI"),
+        Some(m) => Err(format!(
+            "the EFI stub is for machine type {m:#06x}; oxkit boots amd64 (0x8664) and arm64 (0xaa64)"
+        )),
+        None => Err(
+            "the EFI stub is not a PE image; pass systemd's linuxx64.efi.stub or linuxaa64.efi.stub"
+                .into(),
+        ),
+    }
+}
+
+/// `raw-efi`: the kernel, the whole initrd file (microcode first) and the command line as a
+/// unified kernel image on a fresh EFI system partition.
+fn write_raw_efi(
+    out: &NamedTempFile,
+    stub: &[u8],
+    done: &InitrdDone,
+    initrd: &NamedTempFile,
+    kernel: &NamedTempFile,
+) -> std::result::Result<(), String> {
+    if done.kernel_len == 0 {
+        return Err("raw-efi needs a kernel: the YAML's kernel section has no image".into());
+    }
+    let read = |f: &NamedTempFile, len: u64, what: &str| {
+        let mut v = Vec::with_capacity(len as usize);
+        f.as_file()
+            .try_clone()
+            .and_then(|mut f| {
+                f.seek(SeekFrom::Start(0))?;
+                f.take(len).read_to_end(&mut v)
+            })
+            .map_err(|e| format!("cannot read back the {what}: {e}"))?;
+        Ok::<_, String>(v)
+    };
+    let linux = read(kernel, done.kernel_len, "kernel")?;
+    let initrd = read(initrd, done.initrd_len, "initrd")?;
+    let boot_name = efi_boot_path(stub)?;
+    let uki = crate::uki::build_uki(
+        stub,
+        &crate::uki::UkiParts {
+            osrel: b"ID=oxkit\nNAME=oxkit\nPRETTY_NAME=\"oxkit image\"\n",
+            cmdline: &done.cmdline,
+            linux: &linux,
+            initrd: &initrd,
+        },
+    )
+    .map_err(|e| format!("cannot make a unified kernel image from the EFI stub: {e}"))?;
+    drop((linux, initrd));
+    let seed = oxkit_spec::Digest::sha256(&uki);
+    let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
+    crate::disk::write_esp_disk(
+        &mut file,
+        &[crate::disk::EspFile {
+            path: boot_name,
+            data: &uki,
+        }],
+        seed.hex().as_bytes(),
+    )?;
+    file.sync_all().map_err(|e| e.to_string())
+}
+
+/// The COFF machine type of a PE image, if `bytes` is one.
+fn pe_machine(bytes: &[u8]) -> Option<u16> {
+    let at = |i: usize| bytes.get(i..i + 4);
+    if bytes.get(..2)? != b"MZ" {
+        return None;
+    }
+    let pe = u32::from_le_bytes(at(0x3c)?.try_into().ok()?) as usize;
+    if at(pe)? != b"PE\0\0" {
+        return None;
+    }
+    let m = bytes.get(pe + 4..pe + 6)?;
+    Some(u16::from_le_bytes([m[0], m[1]]))
 }
 
 fn set_mode(p: &Path, mode: u32) -> io::Result<()> {

@@ -73,6 +73,23 @@ pub fn inputs_digest(
     for f in &plan.formats {
         put("format", f.name().as_bytes());
     }
+    if plan.formats.contains(&crate::output::Format::RawEfi)
+        && let Some(stub) = &plan.efi_stub
+    {
+        // The stub is part of the disk image: another stub, another image.
+        put("efi-stub", stub.as_os_str().as_encoded_bytes());
+        match std::fs::File::open(stub) {
+            Ok(mut file) => {
+                let mut fh = Sha256Hasher::new();
+                if std::io::copy(&mut file, &mut fh).is_ok() {
+                    put("content", fh.finish().as_str().as_bytes());
+                } else {
+                    put("unreadable", b"");
+                }
+            }
+            Err(_) => put("absent", b""),
+        }
+    }
     put("yaml", config.to_yaml_string().as_bytes());
     for (u, img) in images.distinct() {
         put("image", u.reference.canonical().as_bytes());

@@ -75,17 +75,29 @@ impl Disk {
     }
 }
 
+/// What the guest boots from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// A `kernel+initrd` output, loaded by QEMU itself (`-kernel`, `-initrd`, `-append`).
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        /// The final kernel command line (see [`kernel_cmdline`]); omitted from QEMU's
+        /// arguments when empty.
+        cmdline: String,
+    },
+    /// A `raw-efi` disk image, booted by UEFI firmware (`-bios`) from its EFI system
+    /// partition; the command line is inside the image. The disk is the first virtio disk.
+    Uefi { firmware: PathBuf, disk: PathBuf },
+}
+
 /// Everything that decides the QEMU command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
     pub arch: Arch,
     pub memory_mib: u32,
     pub cpus: u32,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    /// The final kernel command line (see [`kernel_cmdline`]); omitted from QEMU's arguments
-    /// when empty.
-    pub cmdline: String,
+    pub boot: Boot,
     pub disks: Vec<Disk>,
     pub networking: Networking,
 }
@@ -137,11 +149,28 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, qmp_socket: &Path) -> Vec<OsString
     args.push2("-m", spec.memory_mib.to_string());
     args.push("-nographic");
     args.push("-no-reboot");
-    args.push2("-kernel", &spec.kernel);
-    args.push2("-initrd", &spec.initrd);
-    if !spec.cmdline.is_empty() {
-        args.push2("-append", &spec.cmdline);
+    let mut disks: Vec<Disk> = Vec::with_capacity(spec.disks.len() + 1);
+    match &spec.boot {
+        Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            args.push2("-kernel", kernel);
+            args.push2("-initrd", initrd);
+            if !cmdline.is_empty() {
+                args.push2("-append", cmdline);
+            }
+        }
+        Boot::Uefi { firmware, disk } => {
+            args.push2("-bios", firmware);
+            disks.push(Disk {
+                path: disk.clone(),
+                format: Some("raw".into()),
+            });
+        }
     }
+    disks.extend(spec.disks.iter().cloned());
     args.push2("-object", "rng-random,id=rng0,filename=/dev/urandom");
     args.push2("-device", "virtio-rng-pci,rng=rng0");
     match spec.networking {
@@ -153,7 +182,7 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, qmp_socket: &Path) -> Vec<OsString
             args.push2("-device", "virtio-net-pci,netdev=net0,romfile=");
         }
     }
-    for disk in &spec.disks {
+    for disk in &disks {
         let mut drive = OsString::from("file=");
         drive.push(escape_option_value(disk.path.as_os_str()));
         drive.push(",if=virtio");
@@ -231,9 +260,11 @@ mod tests {
             arch,
             memory_mib: 1024,
             cpus: 2,
-            kernel: PathBuf::from("out/minimal-kernel"),
-            initrd: PathBuf::from("out/minimal-initrd.img"),
-            cmdline: "console=ttyS0 panic=-1".into(),
+            boot: Boot::Kernel {
+                kernel: PathBuf::from("out/minimal-kernel"),
+                initrd: PathBuf::from("out/minimal-initrd.img"),
+                cmdline: "console=ttyS0 panic=-1".into(),
+            },
             disks: vec![],
             networking: Networking::None,
         }
@@ -316,9 +347,33 @@ mod tests {
     #[test]
     fn an_empty_cmdline_is_not_passed() {
         let mut s = spec(Arch::Amd64);
-        s.cmdline.clear();
+        if let Boot::Kernel { cmdline, .. } = &mut s.boot {
+            cmdline.clear();
+        }
         let args = strings(qemu_args(&s, Accel::Tcg, Path::new("/q")));
         assert!(!args.iter().any(|a| a == "-append"), "{args:?}");
+    }
+
+    #[test]
+    fn uefi_boots_the_disk_image_first_with_the_firmware_and_no_kernel() {
+        let mut s = spec(Arch::Amd64);
+        s.boot = Boot::Uefi {
+            firmware: "/usr/share/ovmf/OVMF.fd".into(),
+            disk: "out/minimal-efi.img".into(),
+        };
+        s.disks = vec![Disk::parse("data.img").expect("disk")];
+        let args = strings(qemu_args(&s, Accel::Tcg, Path::new("/q")));
+        let joined = args.join(" ");
+        assert!(joined.contains("-bios /usr/share/ovmf/OVMF.fd"), "{joined}");
+        assert!(
+            joined.contains(
+                "-drive file=out/minimal-efi.img,if=virtio,format=raw -drive file=data.img,if=virtio"
+            ),
+            "{joined}"
+        );
+        for flag in ["-kernel", "-initrd", "-append"] {
+            assert!(!args.iter().any(|a| a == flag), "{flag}: {joined}");
+        }
     }
 
     #[test]

@@ -31,6 +31,24 @@ pub enum VmError {
         hint: String,
     },
 
+    #[error(
+        "{path} not found: {name} must name a raw-efi output ({name}-efi.img); build an image in the raw-efi format first{hint}"
+    )]
+    EfiOutputMissing {
+        path: PathBuf,
+        name: String,
+        hint: String,
+    },
+
+    #[error(
+        "no UEFI firmware for {arch} (looked for {tried}): install {package}, or pass --firmware FILE"
+    )]
+    FirmwareMissing {
+        arch: &'static str,
+        tried: String,
+        package: &'static str,
+    },
+
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,

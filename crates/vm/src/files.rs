@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use crate::arch::Arch;
 use crate::error::VmError;
 
 /// The kernel, initrd and kernel command line of one output.
@@ -55,6 +56,58 @@ impl BootFiles {
     }
 }
 
+/// `NAME-efi.img`, the disk image of a `raw-efi` output, which must exist.
+pub fn efi_disk(name: &Path) -> Result<PathBuf, VmError> {
+    let disk = suffixed(name, "-efi.img");
+    if disk.is_file() {
+        Ok(disk)
+    } else {
+        Err(VmError::EfiOutputMissing {
+            path: disk,
+            name: name.display().to_string(),
+            hint: hint(name),
+        })
+    }
+}
+
+/// The UEFI firmware to boot `arch` with: `explicit` if given (it must exist), else the
+/// first of Debian's OVMF (package `ovmf`) or AAVMF (`qemu-efi-aarch64`) images that exists.
+pub fn uefi_firmware(arch: Arch, explicit: Option<&Path>) -> Result<PathBuf, VmError> {
+    if let Some(p) = explicit {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(VmError::Read {
+                path: p.to_path_buf(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            })
+        };
+    }
+    let (candidates, package): (&[&str], _) = match arch {
+        Arch::Amd64 => (
+            &["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"],
+            "ovmf",
+        ),
+        Arch::Arm64 => (
+            &[
+                "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+                "/usr/share/AAVMF/AAVMF_CODE.fd",
+            ],
+            "qemu-efi-aarch64",
+        ),
+    };
+    candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| VmError::FirmwareMissing {
+            arch: arch.as_str(),
+            tried: candidates.join(", "),
+            package,
+        })
+}
+
 fn suffixed(name: &Path, suffix: &str) -> PathBuf {
     let mut s = OsString::from(name.as_os_str());
     s.push(suffix);
@@ -64,7 +117,7 @@ fn suffixed(name: &Path, suffix: &str) -> PathBuf {
 /// A common slip is passing one of the output's files instead of its name.
 fn hint(name: &Path) -> String {
     let text = name.to_string_lossy();
-    ["-kernel", "-initrd.img", "-cmdline"]
+    ["-kernel", "-initrd.img", "-cmdline", "-efi.img"]
         .iter()
         .find_map(|suffix| text.strip_suffix(suffix))
         .map(|prefix| format!(" (did you mean {prefix}?)"))
@@ -122,5 +175,29 @@ mod tests {
         let name = output(dir.path(), Some(&[0xff, 0xfe]));
         let err = BootFiles::from_prefix(&name).expect_err("binary");
         assert!(err.to_string().contains("minimal-cmdline"), "{err}");
+    }
+
+    #[test]
+    fn raw_efi_outputs_and_firmware_are_found_or_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let name = dir.path().join("minimal");
+        let err = efi_disk(&name).expect_err("no disk");
+        assert!(
+            err.to_string().contains("minimal-efi.img") && err.to_string().contains("raw-efi"),
+            "{err}"
+        );
+        let err = efi_disk(&dir.path().join("minimal-efi.img")).expect_err("file given");
+        assert!(err.to_string().contains("did you mean"), "{err}");
+        std::fs::write(dir.path().join("minimal-efi.img"), b"disk").expect("disk");
+        assert_eq!(
+            efi_disk(&name).expect("found"),
+            dir.path().join("minimal-efi.img")
+        );
+
+        let fw = dir.path().join("fw.fd");
+        let err = uefi_firmware(Arch::Amd64, Some(&fw)).expect_err("missing");
+        assert!(err.to_string().contains("fw.fd"), "{err}");
+        std::fs::write(&fw, b"fw").expect("fw");
+        assert_eq!(uefi_firmware(Arch::Amd64, Some(&fw)).expect("given"), fw);
     }
 }

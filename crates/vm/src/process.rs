@@ -438,9 +438,11 @@ mod tests {
             arch: crate::Arch::Amd64,
             memory_mib: 64,
             cpus: 1,
-            kernel: "k".into(),
-            initrd: "i".into(),
-            cmdline: String::new(),
+            boot: crate::Boot::Kernel {
+                kernel: "k".into(),
+                initrd: "i".into(),
+                cmdline: String::new(),
+            },
             disks: vec![],
             networking: crate::Networking::None,
         }

@@ -25,8 +25,11 @@ use crate::settings::GlobalArgs;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Formats: kernel+initrd (NAME-kernel, NAME-initrd.img, NAME-cmdline), \
-tar (NAME.tar, or -o FILE / -o - for standard output), tar-kernel-initrd (NAME-initrd.tar). \
-NAME defaults to the last YAML file's name without its extension.\n\n\
+tar (NAME.tar, or -o FILE / -o - for standard output), tar-kernel-initrd (NAME-initrd.tar), \
+raw-efi (NAME-efi.img: a GPT disk whose EFI system partition holds the kernel, initrd and \
+command line as one unified kernel image, booted by UEFI firmware directly; needs systemd's EFI \
+stub, from Debian's systemd-boot-efi or --efi-stub). NAME defaults to the last YAML file's \
+name without its extension.\n\n\
 Images come from the local store, else from their registry (only the platform of --arch). \
 Output is reproducible: the same YAML and images give the same bytes (mtimes are \
 SOURCE_DATE_EPOCH, or 0). A build whose inputs did not change since the last one leaves the \
@@ -51,6 +54,10 @@ pub struct BuildArgs {
     /// Architecture to build for [default: this machine's]
     #[arg(long, value_name = "ARCH")]
     arch: Option<String>,
+    /// systemd's EFI stub, for raw-efi [default: /usr/lib/systemd/boot/efi/linuxx64.efi.stub,
+    /// or linuxaa64.efi.stub for arm64]
+    #[arg(long, value_name = "FILE")]
+    efi_stub: Option<PathBuf>,
     /// Print the merged configuration (with @pkg: resolved) and stop; needs no images
     #[arg(long)]
     dry_run: bool,
@@ -109,7 +116,7 @@ fn inputs(files: &[String]) -> Result<Vec<YamlInput>> {
 pub fn run(global: &GlobalArgs, printer: &Printer, args: BuildArgs) -> Result<()> {
     // The output plan first: a usage mistake should not wait for images.
     let last = args.files.last().map(String::as_str).unwrap_or("-");
-    let plan = OutputPlan::new(
+    let mut plan = OutputPlan::new(
         &args.formats,
         args.name.as_deref(),
         args.dir.as_deref(),
@@ -121,6 +128,10 @@ pub fn run(global: &GlobalArgs, printer: &Printer, args: BuildArgs) -> Result<()
         Some(a) => Platform::linux(a).with_context(|| format!("--arch {a}"))?,
         None => Platform::host(),
     };
+    plan.efi_stub = args
+        .efi_stub
+        .clone()
+        .or_else(|| oxkit_assembly::default_efi_stub(platform.arch()));
     let epoch = args.source_date_epoch.unwrap_or(0);
     if epoch < 0 {
         bail!("SOURCE_DATE_EPOCH must not be negative (got {epoch})");

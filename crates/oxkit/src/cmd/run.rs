@@ -1,5 +1,5 @@
-//! `oxkit run qemu`: boots a kernel+initrd output in QEMU with the guest console on stdout,
-//! like `linuxkit run qemu`. Exit code 0 only when the guest powers off; 1 when it times out,
+//! `oxkit run qemu`: boots a kernel+initrd output, or a raw-efi one under UEFI firmware, in
+//! QEMU with the guest console on stdout, like `linuxkit run qemu`. Exit code 0 only when the guest powers off; 1 when it times out,
 //! reboots, panics or QEMU fails (with one `error:` line saying which); 2 for bad flags.
 //! The work is in `oxkit-vm`; here flags become a `VmSpec` and the outcome a message.
 
@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use oxkit_vm::{AccelChoice, Arch, BootFiles, Disk, KVM_PROBE_TIMEOUT, Networking, VmSpec};
+use oxkit_vm::{
+    Accel, AccelChoice, AccelDecision, Arch, Boot, BootFiles, Disk, KVM_PROBE_TIMEOUT, Networking,
+    VmSpec,
+};
 
 use crate::output::Printer;
 use crate::settings::GlobalArgs;
@@ -21,13 +24,16 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 enum RunCommand {
-    /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU
+    /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU, or
+    /// a raw-efi output (NAME-efi.img) under UEFI firmware
     ///
     /// The guest's serial console is on stdout. The kernel command line is NAME-cmdline, then
     /// the --append arguments, plus console=ttyS0 (amd64) or console=ttyAMA0 (arm64) and
-    /// panic=-1 unless already set. QEMU runs with -no-reboot, so a reboot ends the run.
-    /// Exit status: 0 when the guest powers off; 1 when it reboots or panics, the timeout
-    /// expires or QEMU fails; 2 for bad flags.
+    /// panic=-1 unless already set. With --uefi (the default when there is a NAME-efi.img but
+    /// no NAME-kernel), OVMF or AAVMF boots NAME-efi.img and the command line is the one inside
+    /// it. QEMU runs with -no-reboot, so a reboot ends the run. Exit status: 0 when the guest
+    /// powers off; 1 when it reboots or panics, the timeout expires or QEMU fails; 2 for bad
+    /// flags.
     Qemu(QemuArgs),
 }
 
@@ -72,6 +78,12 @@ struct QemuArgs {
     /// QEMU binary [default: qemu-system-x86_64 or qemu-system-aarch64 from PATH]
     #[arg(long, value_name = "PATH")]
     qemu: Option<PathBuf>,
+    /// Boot NAME-efi.img (a raw-efi output) with UEFI firmware
+    #[arg(long, conflicts_with = "append")]
+    uefi: bool,
+    /// UEFI firmware for --uefi [default: Debian's OVMF (ovmf) or AAVMF (qemu-efi-aarch64)]
+    #[arg(long, value_name = "FILE")]
+    firmware: Option<PathBuf>,
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
@@ -107,17 +119,54 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
             "cannot guess the guest architecture on this host: pass --arch amd64 or --arch arm64"
         ),
     };
-    let files = BootFiles::from_prefix(&args.name)?;
+    // A raw-efi output alone is booted as one, without asking for --uefi.
+    let uefi = args.uefi
+        || args.firmware.is_some()
+        || (!suffixed(&args.name, "-kernel").exists()
+            && suffixed(&args.name, "-efi.img").is_file());
     let path = std::env::var_os("PATH").unwrap_or_default();
     let qemu = oxkit_vm::find_qemu(arch, args.qemu.as_deref(), &path)?;
-    let decision = oxkit_vm::resolve_accel(
-        args.accel,
-        arch,
-        &qemu,
-        &files.kernel,
-        Path::new("/dev/kvm"),
-        KVM_PROBE_TIMEOUT,
-    )?;
+    let (boot, decision) = if uefi {
+        if !args.append.is_empty() {
+            bail!(
+                "--append cannot change a raw-efi output's command line: it is inside the image; rebuild it with another cmdline"
+            );
+        }
+        let disk = oxkit_vm::efi_disk(&args.name)?;
+        let firmware = oxkit_vm::uefi_firmware(arch, args.firmware.as_deref())?;
+        // The KVM probe boots a bare kernel, which a disk image does not offer: `auto` means TCG.
+        let decision = match args.accel {
+            AccelChoice::Auto => AccelDecision {
+                accel: Accel::Tcg,
+                note: Some("--accel auto: no KVM probe for a UEFI boot; using tcg".into()),
+            },
+            choice => oxkit_vm::resolve_accel(
+                choice,
+                arch,
+                &qemu,
+                &firmware,
+                Path::new("/dev/kvm"),
+                KVM_PROBE_TIMEOUT,
+            )?,
+        };
+        (Boot::Uefi { firmware, disk }, decision)
+    } else {
+        let files = BootFiles::from_prefix(&args.name)?;
+        let decision = oxkit_vm::resolve_accel(
+            args.accel,
+            arch,
+            &qemu,
+            &files.kernel,
+            Path::new("/dev/kvm"),
+            KVM_PROBE_TIMEOUT,
+        )?;
+        let boot = Boot::Kernel {
+            cmdline: oxkit_vm::kernel_cmdline(&files.cmdline, &args.append, arch),
+            kernel: files.kernel,
+            initrd: files.initrd,
+        };
+        (boot, decision)
+    };
     if let Some(note) = &decision.note {
         printer.status(note);
     }
@@ -125,9 +174,7 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
         arch,
         memory_mib: args.mem,
         cpus: args.cpus,
-        cmdline: oxkit_vm::kernel_cmdline(&files.cmdline, &args.append, arch),
-        kernel: files.kernel,
-        initrd: files.initrd,
+        boot,
         disks: args.disks,
         networking: match args.networking {
             NetworkingArg::None => Networking::None,
@@ -135,8 +182,9 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
         },
     };
     printer.status(format!(
-        "booting {} ({arch}, {}, {} MiB, {} CPU{}{})",
+        "booting {}{} ({arch}, {}, {} MiB, {} CPU{}{})",
         args.name.display(),
+        if uefi { " under UEFI" } else { "" },
         decision.accel.as_str(),
         spec.memory_mib,
         spec.cpus,
@@ -162,4 +210,10 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
             report.elapsed.as_secs_f64()
         )
     }
+}
+
+fn suffixed(name: &Path, suffix: &str) -> PathBuf {
+    let mut s = name.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
 }

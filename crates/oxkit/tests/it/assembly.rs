@@ -434,6 +434,90 @@ fn builds_kernel_initrd_and_tar_with_linuxkit_layout() {
     );
 }
 
+/// One section of a PE image, as binutils' objcopy extracts it.
+fn pe_section(image: &Path, section: &str, into: &Path) -> Vec<u8> {
+    run_ok(
+        Command::new(require_tool("objcopy"))
+            .args(["-O", "binary", "--only-section", section])
+            .arg(image)
+            .arg(into),
+    );
+    std::fs::read(into).unwrap()
+}
+
+#[test]
+fn raw_efi_is_a_gpt_disk_whose_esp_holds_the_kernel_initrd_and_cmdline_as_one_uki() {
+    let env = Env::new();
+    images(&env);
+    let yml = write_system(&env);
+    let build = |dir: &str, extra: &[&str]| {
+        let mut c = env.oxkit();
+        c.args(["build", "--format", "kernel+initrd,raw-efi", "--dir"])
+            .arg(env.path().join(dir))
+            .args(extra)
+            .arg(&yml);
+        c
+    };
+    run_ok(&mut build("out", &[]));
+    run_ok(&mut build("again", &[]));
+    let out = env.path().join("out");
+    no_temporaries(&out);
+    let img = out.join("system-efi.img");
+    assert_eq!(
+        sha256(&img),
+        sha256(&env.path().join("again/system-efi.img")),
+        "raw-efi is not reproducible"
+    );
+    // The partition table, checked by gdisk; the ESP read with mtools, 1 MiB into the disk.
+    let verify = run_ok(Command::new(require_tool("sgdisk")).arg("-v").arg(&img));
+    assert!(verify.contains("No problems found"), "{verify}");
+    let uki = env.path().join("uki.efi");
+    run_ok(
+        Command::new(require_tool("mcopy"))
+            .arg("-i")
+            .arg(format!("{}@@1M", img.display()))
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .arg(&uki),
+    );
+    // The image's kernel, its whole initrd (microcode first) and its command line, as the
+    // unified kernel image's sections.
+    let part = |name: &str| pe_section(&uki, name, &env.path().join(name));
+    assert_eq!(
+        part(".linux"),
+        std::fs::read(out.join("system-kernel")).unwrap()
+    );
+    assert_eq!(
+        part(".initrd"),
+        std::fs::read(out.join("system-initrd.img")).unwrap()
+    );
+    assert_eq!(part(".cmdline"), b"console=ttyS0 quiet");
+    assert!(
+        String::from_utf8(part(".osrel"))
+            .unwrap()
+            .contains("ID=oxkit")
+    );
+
+    // A missing stub is named, says what to install, and costs no output at all.
+    let bad = env.path().join("bad");
+    let e = run_fail(&mut build(
+        "bad",
+        &["--efi-stub", "/nonexistent/linuxx64.efi.stub"],
+    ));
+    assert!(
+        e.contains("/nonexistent/linuxx64.efi.stub") && e.contains("systemd-boot-efi"),
+        "{e}"
+    );
+    assert!(
+        !bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(),
+        "a failed raw-efi build left files in {}",
+        bad.display()
+    );
+    // Something that is not an EFI stub.
+    let e = run_fail(build("bad", &["--efi-stub"]).arg(&yml));
+    assert!(e.contains("not a PE image"), "{e}");
+    assert!(!bad.join("system-efi.img").exists());
+}
+
 #[test]
 fn builds_are_reproducible_and_rebuilds_are_skipped() {
     let env = Env::new();

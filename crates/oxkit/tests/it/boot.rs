@@ -3,7 +3,8 @@
 //! `scripts/build-init.sh` builds the static init, `oxkit pkg build` builds the kernel, init,
 //! onboot-hello, ticker and poweroff packages of `examples/packages`, `oxkit build` assembles
 //! `examples/minimal.yml` (twice, to check the outputs are reproducible), and
-//! `oxkit run qemu` boots it under TCG until the poweroff service powers the machine off.
+//! `oxkit run qemu` boots it under TCG until the poweroff service powers the machine off. On
+//! amd64 it is also assembled as a `raw-efi` disk and booted again from it under OVMF.
 //!
 //! amd64 runs in every test run. arm64 needs a cross-compiled init, hence the Rust target
 //! `aarch64-unknown-linux-gnu` (rustup) and Debian's `gcc-aarch64-linux-gnu` and
@@ -214,12 +215,13 @@ impl Boot {
     }
 }
 
-/// `oxkit run qemu --timeout BOOT_TIMEOUT NAME`, reading the console as it comes.
-fn boot(env: &Env, arch: &str, name: &Path) -> Boot {
+/// `oxkit run qemu --timeout BOOT_TIMEOUT EXTRA... NAME`, reading the console as it comes.
+fn boot(env: &Env, arch: &str, name: &Path, extra: &[&str]) -> Boot {
     let start = Instant::now();
     let mut child = env
         .oxkit()
         .args(["run", "qemu", "--arch", arch, "--timeout", BOOT_TIMEOUT])
+        .args(extra)
         .arg(name)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -281,19 +283,26 @@ fn minimal_example(arch: &str, uname: &str) {
     }
     let pkg_seconds = t0.elapsed().as_secs_f64();
 
-    // Assembled twice into different directories: byte for byte the same.
+    // Assembled twice into different directories: byte for byte the same. On amd64 also as a
+    // raw-efi disk (Debian's systemd-boot-efi has the x86-64 EFI stub), booted under OVMF.
+    let uefi = arch == "amd64";
     let yml = repo.join("examples/minimal.yml");
     let t1 = Instant::now();
     for dir in ["out-a", "out-b"] {
-        run_ok(
-            env.oxkit()
-                .args(["build", "--arch", arch, "--dir"])
-                .arg(env.path().join(dir))
-                .arg(&yml),
-        );
+        let mut cmd = env.oxkit();
+        cmd.args(["build", "--arch", arch, "--dir"])
+            .arg(env.path().join(dir));
+        if uefi {
+            cmd.args(["--format", "kernel+initrd,raw-efi"]);
+        }
+        run_ok(cmd.arg(&yml));
     }
     let assemble_seconds = t1.elapsed().as_secs_f64() / 2.0;
-    for file in ["minimal-kernel", "minimal-initrd.img", "minimal-cmdline"] {
+    let mut files = vec!["minimal-kernel", "minimal-initrd.img", "minimal-cmdline"];
+    if uefi {
+        files.push("minimal-efi.img");
+    }
+    for file in files {
         let (a, b) = (
             env.path().join("out-a").join(file),
             env.path().join("out-b").join(file),
@@ -312,7 +321,38 @@ fn minimal_example(arch: &str, uname: &str) {
     let console = if arch == "arm64" { "ttyAMA0" } else { "ttyS0" };
     assert!(cmdline.contains(&format!("console={console}")), "{cmdline}");
 
-    let boot = boot(&env, arch, &name);
+    let kernel_boot = boot(&env, arch, &name, &[]);
+    check_boot(&kernel_boot, uname);
+    eprintln!(
+        "boot timings ({arch}): packages {pkg_seconds:.1} s, assembly {assemble_seconds:.1} s, \
+         initrd {initrd} bytes; QEMU start -> init {:.2} s -> onboot line {:.2} s -> \
+         service line {:.2} s -> power-off {:.2} s",
+        kernel_boot.expect(INIT_LINE).as_secs_f64(),
+        kernel_boot.expect(ONBOOT_LINE).as_secs_f64(),
+        kernel_boot.expect(SERVICE_LINE).as_secs_f64(),
+        kernel_boot.took.as_secs_f64()
+    );
+    if uefi {
+        // The same system from the disk image: OVMF finds EFI/BOOT/BOOTX64.EFI on the EFI
+        // system partition, systemd's stub starts the kernel with the initrd and command line
+        // it carries, and oxkit's init runs the same containers.
+        let efi_boot = boot(&env, arch, &name, &["--uefi"]);
+        assert!(
+            efi_boot.stderr.contains("under UEFI"),
+            "{}",
+            efi_boot.stderr
+        );
+        check_boot(&efi_boot, uname);
+        eprintln!(
+            "UEFI boot ({arch}, OVMF): QEMU start -> init {:.2} s -> power-off {:.2} s",
+            efi_boot.expect(INIT_LINE).as_secs_f64(),
+            efi_boot.took.as_secs_f64()
+        );
+    }
+}
+
+/// A boot of examples/minimal.yml powered off after running its containers in order.
+fn check_boot(boot: &Boot, uname: &str) {
     let console = boot.console();
     assert_eq!(
         boot.status.code(),
@@ -349,15 +389,6 @@ fn minimal_example(arch: &str, uname: &str) {
             .iter()
             .any(|(_, l)| l.starts_with("oxkit-init:") && l.contains("failed")),
         "a container failed:\n{console}"
-    );
-    eprintln!(
-        "boot timings ({arch}): packages {pkg_seconds:.1} s, assembly {assemble_seconds:.1} s, \
-         initrd {initrd} bytes; QEMU start -> init {:.2} s -> onboot line {:.2} s -> \
-         service line {:.2} s -> power-off {:.2} s",
-        init.as_secs_f64(),
-        onboot.as_secs_f64(),
-        service.as_secs_f64(),
-        boot.took.as_secs_f64()
     );
 }
 
