@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The raw-efi output: `oxkit build -f raw-efi` against the standard tools doing the same job
+# after `oxkit build -f kernel+initrd` in the same run: systemd's documented way to make a
+# unified kernel image (`objcopy --add-section` onto the EFI stub), then `sgdisk`, `mkfs.vfat
+# --offset` and `mcopy` for the GPT disk and its EFI system partition. Both start from the same
+# images (about MB megabytes) with a warm page cache; medians of RUNS, and their ratio (below 1
+# is faster).
+#   bench/raw-efi.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs systemd-boot-efi, binutils,
+#                                   gdisk, dosfstools, mtools)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+total_mb=${1:-100}
+runs=${2:-5}
+stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
+for t in objcopy sgdisk mkfs.vfat mcopy; do
+  command -v "$t" >/dev/null || { echo "raw-efi.sh needs $t (binutils, gdisk, dosfstools, mtools)" >&2; exit 1; }
+done
+[ -f "$stub" ] || { echo "raw-efi.sh needs $stub (apt-get install systemd-boot-efi)" >&2; exit 1; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --quiet --release -p oxkit
+case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OXKIT_STORE=$work/store
+unset SOURCE_DATE_EPOCH
+
+fill() {
+  local dest=$1 mb=$2; shift 2
+  mkdir -p "$dest"
+  { find "$@" -type f -printf '%s\t%p\n' 2>/dev/null || true; } | LC_ALL=C sort -u -t$'\t' -k2 |
+    awk -F'\t' -v max=$((mb * 1024 * 1024)) '!done { if (sum + $1 > max) done = 1; else { sum += $1; print $2 } }' \
+      >"$dest.list"
+  tar -cf - -T "$dest.list" 2>/dev/null | tar -xf - -C "$dest"
+}
+# A kernel that does not compress (like a real bzImage, 8 MB) and services of real files.
+part=$((total_mb / 2))
+fill "$work/svc1" "$part" /usr/share
+fill "$work/svc2" "$part" /usr/lib/x86_64-linux-gnu /usr/lib
+mkdir -p "$work/kernel"
+head -c $((8 * 1024 * 1024)) /dev/urandom >"$work/kernel/kernel"
+tar -C "$work/svc1" -cf "$work/kernel/kernel.tar" --files-from /dev/null
+for i in svc1 svc2 kernel; do "$ox" -q image import "$work/$i" "bench/$i:1" >/dev/null; done
+cat >"$work/bench.yml" <<YML
+kernel:
+  image: bench/kernel:1
+  cmdline: console=ttyS0
+onboot:
+  - name: one
+    image: bench/svc1:1
+services:
+  - name: two
+    image: bench/svc2:1
+YML
+printf 'ID=oxkit\n' >"$work/osrel"
+
+ours() { "$ox" -q build -f raw-efi --dir "$work/ox" "$work/bench.yml"; }
+tools() {
+  local d=$work/tools
+  rm -rf "$d" && mkdir -p "$d"
+  "$ox" -q build -f kernel+initrd --dir "$d" "$work/bench.yml"
+  objcopy --add-section .osrel="$work/osrel" --change-section-vma .osrel=0x20000 \
+    --add-section .cmdline="$d/bench-cmdline" --change-section-vma .cmdline=0x30000 \
+    --add-section .linux="$d/bench-kernel" --change-section-vma .linux=0x2000000 \
+    --add-section .initrd="$d/bench-initrd.img" --change-section-vma .initrd=0x3000000 \
+    "$stub" "$d/uki.efi"
+  local uki_mb esp_mb
+  uki_mb=$(( $(stat -c %s "$d/uki.efi") / 1048576 + 1 ))
+  esp_mb=$(( uki_mb + uki_mb / 10 + 9 ))
+  [ "$esp_mb" -lt 33 ] && esp_mb=33
+  truncate -s $(( esp_mb + 2 ))M "$d/disk.img"
+  sgdisk -q -n 1:2048:+${esp_mb}M -t 1:ef00 "$d/disk.img" >/dev/null
+  mkfs.vfat -F 32 --offset 2048 "$d/disk.img" $(( esp_mb * 1024 )) >/dev/null 2>&1
+  mmd -i "$d/disk.img@@1M" ::/EFI ::/EFI/BOOT
+  mcopy -i "$d/disk.img@@1M" "$d/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
+}
+secs() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
+median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+ours; tools  # warm the page cache and the store
+: >"$work/t.ours"; : >"$work/t.tools"
+for _ in $(seq "$runs"); do
+  rm -rf "$work/ox"
+  secs ours >>"$work/t.ours"
+  secs tools >>"$work/t.tools"
+done
+o=$(median <"$work/t.ours"); t=$(median <"$work/t.tools")
+printf 'images %d MB, %d runs, %d cores\n' "$total_mb" "$runs" "$(nproc)"
+printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy  %6.2fs  (%d MB disk)\n' "$t" "$(du -m --apparent-size "$work/tools/disk.img" | cut -f1)"
+printf 'oxkit build -f raw-efi                           %6.2fs  (%d MB disk)  ratio %.2f (target <= 1.0)\n' \
+  "$o" "$(du -m --apparent-size "$work/ox/bench-efi.img" | cut -f1)" "$(echo "$o / $t" | bc -l)"
