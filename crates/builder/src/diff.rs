@@ -384,8 +384,12 @@ mod tests {
         fs::write(root.join("etc/edit"), "2").unwrap();
         fs::remove_file(root.join("etc/sub/rm")).unwrap();
         fs::remove_dir_all(root.join("gone")).unwrap();
+        // The replacement is made before the old directory goes, so that it cannot get the
+        // old one's inode number back (file systems reuse freed inodes; a directory that does
+        // is indistinguishable from one that was edited, and diffs as such).
+        fs::create_dir_all(root.join("swap.next/new")).unwrap();
         fs::remove_dir_all(root.join("swap")).unwrap();
-        fs::create_dir_all(root.join("swap/new")).unwrap();
+        fs::rename(root.join("swap.next"), root.join("swap")).unwrap();
         fs::write(root.join("new"), "n").unwrap();
         let (changes, after) = diff(root, &before).unwrap();
         assert_eq!(

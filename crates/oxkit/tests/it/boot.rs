@@ -3,8 +3,9 @@
 //! `scripts/build-init.sh` builds the static init, `oxkit pkg build` builds the kernel, init,
 //! onboot-hello, ticker and poweroff packages of `examples/packages`, `oxkit build` assembles
 //! `examples/minimal.yml` (twice, to check the outputs are reproducible), and
-//! `oxkit run qemu` boots it under TCG until the poweroff service powers the machine off. On
-//! amd64 it is also assembled as a `raw-efi` disk and booted again from it under OVMF.
+//! `oxkit run qemu` boots it under TCG until the poweroff service powers the machine off. It is
+//! assembled as a `raw-efi` disk too and booted again from it under UEFI firmware (OVMF for
+//! amd64, AAVMF for arm64).
 //!
 //! amd64 runs in every test run. arm64 needs a cross-compiled init, hence the Rust target
 //! `aarch64-unknown-linux-gnu` (rustup) and Debian's `gcc-aarch64-linux-gnu` and
@@ -283,26 +284,29 @@ fn minimal_example(arch: &str, uname: &str) {
     }
     let pkg_seconds = t0.elapsed().as_secs_f64();
 
-    // Assembled twice into different directories: byte for byte the same. On amd64 also as a
-    // raw-efi disk (Debian's systemd-boot-efi has the x86-64 EFI stub), booted under OVMF.
-    let uefi = arch == "amd64";
+    // Assembled twice into different directories, as kernel+initrd and as a raw-efi disk: byte
+    // for byte the same.
+    let stub = efi_stub(arch);
     let yml = repo.join("examples/minimal.yml");
     let t1 = Instant::now();
     for dir in ["out-a", "out-b"] {
-        let mut cmd = env.oxkit();
-        cmd.args(["build", "--arch", arch, "--dir"])
-            .arg(env.path().join(dir));
-        if uefi {
-            cmd.args(["--format", "kernel+initrd,raw-efi"]);
-        }
-        run_ok(cmd.arg(&yml));
+        run_ok(
+            env.oxkit()
+                .args(["build", "--arch", arch, "--format", "kernel+initrd,raw-efi"])
+                .arg("--efi-stub")
+                .arg(&stub)
+                .arg("--dir")
+                .arg(env.path().join(dir))
+                .arg(&yml),
+        );
     }
     let assemble_seconds = t1.elapsed().as_secs_f64() / 2.0;
-    let mut files = vec!["minimal-kernel", "minimal-initrd.img", "minimal-cmdline"];
-    if uefi {
-        files.push("minimal-efi.img");
-    }
-    for file in files {
+    for file in [
+        "minimal-kernel",
+        "minimal-initrd.img",
+        "minimal-cmdline",
+        "minimal-efi.img",
+    ] {
         let (a, b) = (
             env.path().join("out-a").join(file),
             env.path().join("out-b").join(file),
@@ -332,23 +336,59 @@ fn minimal_example(arch: &str, uname: &str) {
         kernel_boot.expect(SERVICE_LINE).as_secs_f64(),
         kernel_boot.took.as_secs_f64()
     );
-    if uefi {
-        // The same system from the disk image: OVMF finds EFI/BOOT/BOOTX64.EFI on the EFI
-        // system partition, systemd's stub starts the kernel with the initrd and command line
-        // it carries, and oxkit's init runs the same containers.
-        let efi_boot = boot(&env, arch, &name, &["--uefi"]);
+    // The same system from the disk image: the firmware (OVMF, AAVMF) finds
+    // EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI) on the EFI system partition, systemd's stub starts
+    // the kernel with the initrd and command line it carries, and oxkit's init runs the same
+    // containers.
+    let efi_boot = boot(&env, arch, &name, &["--uefi"]);
+    assert!(
+        efi_boot.stderr.contains("under UEFI"),
+        "{}",
+        efi_boot.stderr
+    );
+    check_boot(&efi_boot, uname);
+    eprintln!(
+        "UEFI boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
+        efi_boot.expect(INIT_LINE).as_secs_f64(),
+        efi_boot.took.as_secs_f64()
+    );
+}
+
+/// systemd's EFI stub for `arch`: Debian's systemd-boot-efi, installed for the host's
+/// architecture, else downloaded for `arch` and unpacked (once) into the target directory.
+fn efi_stub(arch: &str) -> PathBuf {
+    let name = if arch == "arm64" {
+        "linuxaa64.efi.stub"
+    } else {
+        "linuxx64.efi.stub"
+    };
+    let installed = Path::new("/usr/lib/systemd/boot/efi").join(name);
+    if host_arch() == arch {
         assert!(
-            efi_boot.stderr.contains("under UEFI"),
-            "{}",
-            efi_boot.stderr
+            installed.is_file(),
+            "{} is missing: apt-get install systemd-boot-efi",
+            installed.display()
         );
-        check_boot(&efi_boot, uname);
-        eprintln!(
-            "UEFI boot ({arch}, OVMF): QEMU start -> init {:.2} s -> power-off {:.2} s",
-            efi_boot.expect(INIT_LINE).as_secs_f64(),
-            efi_boot.took.as_secs_f64()
-        );
+        return installed;
     }
+    let cached = target_tmp().join(format!("efi-stub-{arch}")).join(name);
+    if cached.is_file() {
+        return cached;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("efi-stub-")
+        .tempdir_in(target_tmp())
+        .unwrap();
+    run_ok(Command::new("sh").arg("-c").arg(format!(
+        "set -e; cd {}; apt-get download systemd-boot-efi:{arch} >/dev/null 2>&1; \
+         dpkg-deb -x systemd-boot-efi_*_{arch}.deb x; mkdir -p out; \
+         cp x/usr/lib/systemd/boot/efi/{name} out/",
+        work.path().display()
+    )));
+    // Another test may have won the race; its copy is complete too.
+    let _ = std::fs::rename(work.path().join("out"), cached.parent().unwrap());
+    assert!(cached.is_file(), "no {}", cached.display());
+    cached
 }
 
 /// A boot of examples/minimal.yml powered off after running its containers in order.
