@@ -1,15 +1,19 @@
 //! `oxkit doctor`: reports what this host can do for oxkit (root or user namespaces, mount
-//! namespaces, overlayfs, binfmt handlers for other architectures, QEMU, KVM, cgroups), one line
-//! per check with the fix for anything missing. A report, so it exits 0 unless `--strict`.
+//! namespaces, overlayfs, binfmt handlers for other architectures, QEMU, KVM, cgroups, and for
+//! `raw-efi` the EFI stubs and UEFI firmware), one line per check with the fix for anything
+//! missing. A report, so it exits 0 unless `--strict`.
 //!
-//! The probing lives in `oxkit_sandbox::probe`; here only flags, environment and printing.
+//! The probing lives in `oxkit_sandbox::probe`; the `raw-efi` files are looked for where
+//! `oxkit build` and `oxkit run qemu` look (`oxkit_assembly::default_efi_stub`,
+//! `oxkit_vm::uefi_firmware`). Here only flags, environment and printing.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use oxkit_sandbox::probe::{self, HostReport, ProbeOptions, Status};
+use oxkit_sandbox::probe::{self, Check, HostReport, ProbeOptions, Status};
+use oxkit_vm::Arch;
 use serde::Serialize;
 
 use crate::output::Printer;
@@ -61,13 +65,63 @@ pub fn run(_global: &GlobalArgs, printer: &Printer, args: DoctorArgs) -> Result<
     if let Some(dir) = args.binfmt_dir {
         opts.binfmt_dir = dir;
     }
-    let report = probe::probe_host(&opts);
+    let mut report = probe::probe_host(&opts);
+    report.checks.extend(uefi_checks());
     print(printer, &report);
     let missing: Vec<&str> = report.missing().map(|c| c.id.as_str()).collect();
     if args.strict && !missing.is_empty() {
         bail!("{} check(s) missing: {}", missing.len(), missing.join(", "));
     }
     Ok(())
+}
+
+/// What `build --format raw-efi` and `run qemu --uefi` need, per architecture: systemd's EFI
+/// stub (only the host's can be installed; another architecture's is passed with `--efi-stub`,
+/// so its absence is only information) and UEFI firmware.
+fn uefi_checks() -> Vec<Check> {
+    let host = Arch::host();
+    let mut checks = Vec::new();
+    for (arch, firmware_package) in [(Arch::Amd64, "ovmf"), (Arch::Arm64, "qemu-efi-aarch64")] {
+        let name = arch.as_str();
+        let stub = oxkit_assembly::default_efi_stub(name).filter(|p| p.is_file());
+        checks.push(match stub {
+            Some(p) => Check {
+                id: format!("efi-stub/{name}"),
+                status: Status::Ok,
+                summary: p.display().to_string(),
+                fix: None,
+            },
+            None if host == Some(arch) => Check {
+                id: format!("efi-stub/{name}"),
+                status: Status::Missing,
+                summary: "systemd's EFI stub not found: build --format raw-efi cannot work".into(),
+                fix: Some("apt-get install systemd-boot-efi, or pass --efi-stub FILE".into()),
+            },
+            None => Check {
+                id: format!("efi-stub/{name}"),
+                status: Status::Info,
+                summary: format!("raw-efi for {name} needs its stub passed with --efi-stub"),
+                fix: Some(format!(
+                    "apt-get download systemd-boot-efi:{name} && dpkg-deb -x systemd-boot-efi_*_{name}.deb DIR"
+                )),
+            },
+        });
+        checks.push(match oxkit_vm::uefi_firmware(arch, None) {
+            Ok(p) => Check {
+                id: format!("uefi-firmware/{name}"),
+                status: Status::Ok,
+                summary: p.display().to_string(),
+                fix: None,
+            },
+            Err(_) => Check {
+                id: format!("uefi-firmware/{name}"),
+                status: Status::Missing,
+                summary: "no UEFI firmware: run qemu --uefi cannot boot raw-efi images".into(),
+                fix: Some(format!("apt-get install {firmware_package}")),
+            },
+        });
+    }
+    checks
 }
 
 fn label(status: Status) -> &'static str {

@@ -22,6 +22,10 @@ const IDS: &[&str] = &[
     "qemu-system-aarch64",
     "kvm",
     "cgroups",
+    "efi-stub/amd64",
+    "uefi-firmware/amd64",
+    "efi-stub/arm64",
+    "uefi-firmware/arm64",
 ];
 
 fn doctor_json(env: &Env, extra: &[&str]) -> Value {
@@ -141,6 +145,21 @@ fn doctor_json_agrees_with_the_kernel() {
             }
             _ => assert_eq!(arm["status"], "missing", "{arm}"),
         }
+    }
+    // raw-efi: what the checks say is what `oxkit build` and `oxkit run qemu` will find.
+    if host == "x86_64" {
+        let stub = Path::new("/usr/lib/systemd/boot/efi/linuxx64.efi.stub");
+        assert_eq!(
+            check(&report, "efi-stub/amd64")["status"],
+            if stub.is_file() { "ok" } else { "missing" }
+        );
+        assert_ne!(check(&report, "efi-stub/arm64")["status"], "missing");
+        let ovmf = Path::new("/usr/share/ovmf/OVMF.fd").is_file()
+            || Path::new("/usr/share/qemu/OVMF.fd").is_file();
+        assert_eq!(
+            check(&report, "uefi-firmware/amd64")["status"],
+            if ovmf { "ok" } else { "missing" }
+        );
     }
     // /dev/kvm missing can never be reported as usable; present, the probe decides.
     if !Path::new("/dev/kvm").exists() {
