@@ -599,8 +599,12 @@ impl Supervisor {
                 Err(_) => Vec::new(),
             }
         };
+        // Output first: a container's last lines are in its pipe before its exit is seen, and
+        // they belong before the line saying it exited.
+        let (outputs, events): (Vec<Src>, Vec<Src>) =
+            ready.into_iter().partition(|s| matches!(s, Src::Out(_)));
         let mut closed = Vec::new();
-        for src in ready {
+        for src in outputs.into_iter().chain(events) {
             match src {
                 Src::Signals => self.read_signals(),
                 Src::Control => self.read_control(),
