@@ -16,6 +16,9 @@
 //! and nothing is read from the host. The image is sparse: the file is sized with `set_len`,
 //! and only the partition tables, the FAT structures and the files' bytes are written.
 //!
+//! [`write_fat_image`] writes the same file system without the disk around it: the boot image
+//! of an `iso-efi` CD (`iso.rs`).
+//!
 //! This module writes one image file and does nothing else: it does not choose the files, read
 //! the file system around it or sync the output (the caller renames it into place).
 
@@ -76,6 +79,35 @@ pub(crate) fn write_esp_disk(
     files: &[EspFile<'_>],
     seed: &[u8],
 ) -> Result<u64, String> {
+    let (files, layout) = plan(files)?;
+    write_disk(out, &layout, &files, seed)?;
+    Ok(layout.disk_bytes())
+}
+
+/// A bare FAT32 file system image (no partition table) holding `files`, for an El Torito
+/// EFI boot image; returns its size in bytes (a multiple of 2048).
+///
+/// The file system is the one [`write_esp_disk`] puts in its partition for the same files and
+/// seed (same size, volume id, label and timestamps, same checks on the paths), starting at
+/// byte 0 of `out`, which it truncates and sizes (sparse, like the disk). `out` must be open
+/// for reading and writing; its cursor is left where it was.
+pub(crate) fn write_fat_image(
+    out: &mut File,
+    files: &[EspFile<'_>],
+    seed: &[u8],
+) -> Result<u64, String> {
+    let (files, layout) = plan(files)?;
+    // Whole MiBs (see `Layout::for_contents`), so whole 2048-byte CD sectors too.
+    let bytes = layout.esp_sectors * SECTOR;
+    out.set_len(0)
+        .and_then(|()| out.set_len(bytes))
+        .map_err(|e| format!("cannot size the FAT image to {bytes} bytes: {e}"))?;
+    write_fat(out, 0, layout.esp_sectors, &files, seed)?;
+    Ok(bytes)
+}
+
+/// `files` sorted by path and checked, and the layout that holds them.
+fn plan<'f, 'a>(files: &'f [EspFile<'a>]) -> Result<(Vec<&'f EspFile<'a>>, Layout), String> {
     let mut files: Vec<&EspFile<'_>> = files.iter().collect();
     files.sort_by(|a, b| a.path.cmp(b.path));
     check_files(&files)?;
@@ -83,8 +115,7 @@ pub(crate) fn write_esp_disk(
         .iter()
         .fold(0u64, |sum, f| sum.saturating_add(f.data.len() as u64));
     let layout = Layout::for_contents(total, files.len())?;
-    write_disk(out, &layout, &files, seed)?;
-    Ok(layout.disk_bytes())
+    Ok((files, layout))
 }
 
 /// Writes the image for `layout`, which must have room for `files` (sorted, checked).
@@ -100,7 +131,7 @@ fn write_disk(
         .map_err(|e| format!("cannot size the disk image to {disk_bytes} bytes: {e}"))?;
     write_gpt(out, layout, seed)
         .map_err(|e| format!("cannot write the disk image's partition table: {e}"))?;
-    write_fat(out, layout, files, seed)
+    write_fat(out, ESP_START_LBA * SECTOR, layout.esp_sectors, files, seed)
 }
 
 /// Where things go on the disk, in sectors.
@@ -353,23 +384,24 @@ fn gpt_header(
     h
 }
 
-/// Formats the ESP and writes the files into it (sorted by path, directories made on the way).
+/// Formats the `esp_sectors` sectors at byte `esp_at` of `out` as the ESP and writes the files
+/// into it (sorted by path, directories made on the way).
 fn write_fat(
     out: &File,
-    layout: &Layout,
+    esp_at: u64,
+    esp_sectors: u64,
     files: &[&EspFile<'_>],
     seed: &[u8],
 ) -> Result<(), String> {
-    let esp_at = ESP_START_LBA * SECTOR;
     let region = |buffers| Region {
         file: out,
         start: esp_at,
-        len: layout.esp_sectors * SECTOR,
+        len: esp_sectors * SECTOR,
         pos: 0,
         buffers,
     };
     let esp = |e: io::Error| format!("cannot write the EFI system partition: {e}");
-    let total_sectors = u32::try_from(layout.esp_sectors)
+    let total_sectors = u32::try_from(esp_sectors)
         .map_err(|_| esp(io::Error::other("too many sectors for FAT")))?;
     let options = fatfs::FormatVolumeOptions::new()
         .fat_type(fatfs::FatType::Fat32)

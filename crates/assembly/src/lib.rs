@@ -11,8 +11,8 @@
 //!    metadata, reading each layer once and refusing entries that would escape the root; a
 //!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
-//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`): reproducible bytes, flat memory (but
-//!    for `raw-efi`'s kernel image), atomic files.
+//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`): reproducible bytes, flat
+//!    memory (but for the UEFI formats' kernel image), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
 //! [`write_filesystem`] writes one image's flattened file system as a tar (`oxkit cache export
@@ -32,6 +32,7 @@ mod error;
 mod export;
 mod flatten;
 mod images;
+mod iso;
 mod layout;
 mod ocispec;
 mod output;

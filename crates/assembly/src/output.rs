@@ -11,7 +11,9 @@
 //!   image (systemd's EFI stub with the kernel, the initrd above and the command line, see
 //!   [`crate::uki`]) at the removable-media path `EFI/BOOT/BOOTX64.EFI` (`BOOTAA64.EFI` for
 //!   arm64), so UEFI firmware boots it with no boot loader and no configuration. LinuxKit's
-//!   `raw-efi` boots the same kernel, initrd and command line through GRUB.
+//!   `raw-efi` boots the same kernel, initrd and command line through GRUB;
+//! - `iso-efi`: `NAME-efi.iso`, an ISO 9660 image whose El Torito catalog boots, on UEFI, a FAT
+//!   image holding the same unified kernel image (see [`crate::iso`]).
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
 //! when all outputs of the build are complete: a failed build leaves nothing behind, and a
@@ -43,10 +45,17 @@ pub enum Format {
     KernelInitrd,
     TarKernelInitrd,
     RawEfi,
+    IsoEfi,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 4] = ["kernel+initrd", "tar", "tar-kernel-initrd", "raw-efi"];
+    pub const ALL: [&'static str; 5] = [
+        "kernel+initrd",
+        "tar",
+        "tar-kernel-initrd",
+        "raw-efi",
+        "iso-efi",
+    ];
 
     /// Whether the format is one stream (it can go to `-o`).
     pub fn streamable(self) -> bool {
@@ -59,6 +68,7 @@ impl Format {
             Format::KernelInitrd => "kernel+initrd",
             Format::TarKernelInitrd => "tar-kernel-initrd",
             Format::RawEfi => "raw-efi",
+            Format::IsoEfi => "iso-efi",
         }
     }
 }
@@ -71,6 +81,7 @@ impl std::str::FromStr for Format {
             "kernel+initrd" => Ok(Format::KernelInitrd),
             "tar-kernel-initrd" => Ok(Format::TarKernelInitrd),
             "raw-efi" => Ok(Format::RawEfi),
+            "iso-efi" => Ok(Format::IsoEfi),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other disk, ISO and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -238,8 +249,9 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     let dir = plan.dir();
     fs_err::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
     let raw_efi = plan.formats.contains(&Format::RawEfi);
+    let iso_efi = plan.formats.contains(&Format::IsoEfi);
     // The stub is read first: a missing one must not cost a whole build.
-    let stub = if raw_efi {
+    let stub = if raw_efi || iso_efi {
         Some(read_efi_stub(plan)?)
     } else {
         None
@@ -286,7 +298,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     }
     let kernel_initrd = plan.formats.contains(&Format::KernelInitrd);
     let tar_kernel_initrd = plan.formats.contains(&Format::TarKernelInitrd);
-    if kernel_initrd || tar_kernel_initrd || raw_efi {
+    if kernel_initrd || tar_kernel_initrd || raw_efi || iso_efi {
         let initrd_path = plan.with_suffix("-initrd.img");
         let initrd_tmp = temp_for(&initrd_path)?;
         let kernel_path = plan.with_suffix("-kernel");
@@ -311,11 +323,21 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
         emit(a, store, &mut sink, &dir)?;
         let done = sink.finish()?;
         if let Some(stub) = &stub {
-            let path = plan.with_suffix("-efi.img");
-            let tmp = temp_for(&path)?;
-            write_raw_efi(&tmp, stub, &done, &initrd_tmp, &kernel_tmp)
-                .map_err(|e| Error::output(&path, e))?;
-            pending.push(Pending { path, tmp });
+            let first = if raw_efi { "-efi.img" } else { "-efi.iso" };
+            let uki = build_uki(stub, &done, &initrd_tmp, &kernel_tmp)
+                .map_err(|e| Error::output(plan.with_suffix(first), e))?;
+            if raw_efi {
+                let path = plan.with_suffix("-efi.img");
+                let tmp = temp_for(&path)?;
+                write_raw_efi(&tmp, &uki).map_err(|e| Error::output(&path, e))?;
+                pending.push(Pending { path, tmp });
+            }
+            if iso_efi {
+                let path = plan.with_suffix("-efi.iso");
+                let tmp = temp_for(&path)?;
+                write_iso_efi(&tmp, &uki, &dir).map_err(|e| Error::output(&path, e))?;
+                pending.push(Pending { path, tmp });
+            }
         }
         if tar_kernel_initrd {
             let path = plan.with_suffix("-initrd.tar");
@@ -399,17 +421,22 @@ fn efi_boot_path(stub: &[u8]) -> std::result::Result<&'static str, String> {
     }
 }
 
-/// `raw-efi`: the kernel, the whole initrd file (microcode first) and the command line as a
-/// unified kernel image on a fresh EFI system partition.
-fn write_raw_efi(
-    out: &NamedTempFile,
+/// The unified kernel image of `raw-efi` and `iso-efi`: the kernel, the whole initrd file
+/// (microcode first) and the command line on systemd's EFI stub, and where the firmware looks
+/// for it.
+struct Uki {
+    bytes: Vec<u8>,
+    boot_path: &'static str,
+}
+
+fn build_uki(
     stub: &[u8],
     done: &InitrdDone,
     initrd: &NamedTempFile,
     kernel: &NamedTempFile,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Uki, String> {
     if done.kernel_len == 0 {
-        return Err("raw-efi needs a kernel: the YAML's kernel section has no image".into());
+        return Err("a UEFI output needs a kernel: the YAML's kernel section has no image".into());
     }
     let read = |f: &NamedTempFile, len: u64, what: &str| {
         let mut v = Vec::with_capacity(len as usize);
@@ -424,8 +451,8 @@ fn write_raw_efi(
     };
     let linux = read(kernel, done.kernel_len, "kernel")?;
     let initrd = read(initrd, done.initrd_len, "initrd")?;
-    let boot_name = efi_boot_path(stub)?;
-    let uki = crate::uki::build_uki(
+    let boot_path = efi_boot_path(stub)?;
+    let bytes = crate::uki::build_uki(
         stub,
         &crate::uki::UkiParts {
             osrel: b"ID=oxkit\nNAME=oxkit\nPRETTY_NAME=\"oxkit image\"\n",
@@ -435,17 +462,48 @@ fn write_raw_efi(
         },
     )
     .map_err(|e| format!("cannot make a unified kernel image from the EFI stub: {e}"))?;
-    drop((linux, initrd));
-    let seed = oxkit_spec::Digest::sha256(&uki);
+    Ok(Uki { bytes, boot_path })
+}
+
+/// `raw-efi`: the unified kernel image on a fresh EFI system partition.
+fn write_raw_efi(out: &NamedTempFile, uki: &Uki) -> std::result::Result<(), String> {
+    let seed = oxkit_spec::Digest::sha256(&uki.bytes);
     let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
     crate::disk::write_esp_disk(
         &mut file,
         &[crate::disk::EspFile {
-            path: boot_name,
-            data: &uki,
+            path: uki.boot_path,
+            data: &uki.bytes,
         }],
         seed.hex().as_bytes(),
     )?;
+    file.sync_all().map_err(|e| e.to_string())
+}
+
+/// `iso-efi`: the unified kernel image in a FAT image that the ISO's El Torito catalog boots.
+fn write_iso_efi(out: &NamedTempFile, uki: &Uki, dir: &Path) -> std::result::Result<(), String> {
+    let seed = oxkit_spec::Digest::sha256(&uki.bytes);
+    let mut fat_file = tempfile::tempfile_in(dir)
+        .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+    let size = crate::disk::write_fat_image(
+        &mut fat_file,
+        &[crate::disk::EspFile {
+            path: uki.boot_path,
+            data: &uki.bytes,
+        }],
+        seed.hex().as_bytes(),
+    )?;
+    let mut image = Vec::with_capacity(size as usize);
+    fat_file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| {
+            Read::by_ref(&mut fat_file)
+                .take(size)
+                .read_to_end(&mut image)
+        })
+        .map_err(|e| format!("cannot read back the EFI boot image: {e}"))?;
+    let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
+    crate::iso::write_efi_iso(&mut file, "OXKIT", &image, "EFI/BOOT/EFIBOOT.IMG", &[])?;
     file.sync_all().map_err(|e| e.to_string())
 }
 
@@ -784,7 +842,12 @@ mod tests {
                 None,
                 "format tar must be the only format",
             ),
-            (&["iso-efi"][..], None, "unknown format \"iso-efi\""),
+            (&["iso-bios"][..], None, "unknown format \"iso-bios\""),
+            (
+                &["raw-efi"][..],
+                Some("x"),
+                "-o cannot be given for format raw-efi",
+            ),
             (
                 &["kernel+initrd"][..],
                 Some("x"),

@@ -86,9 +86,21 @@ pub enum Boot {
         /// arguments when empty.
         cmdline: String,
     },
-    /// A `raw-efi` disk image, booted by UEFI firmware (`-bios`) from its EFI system
-    /// partition; the command line is inside the image. The disk is the first virtio disk.
-    Uefi { firmware: PathBuf, disk: PathBuf },
+    /// A `raw-efi` disk image or an `iso-efi` CD image, booted by UEFI firmware (`-bios`);
+    /// the command line is inside the image. A disk is the first virtio disk, a CD a SCSI CD
+    /// drive on virtio-scsi (which OVMF and AAVMF boot from on every machine type).
+    Uefi {
+        firmware: PathBuf,
+        image: PathBuf,
+        media: Media,
+    },
+}
+
+/// How a UEFI boot image is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Media {
+    Disk,
+    Cdrom,
 }
 
 /// Everything that decides the QEMU command line.
@@ -162,12 +174,26 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, qmp_socket: &Path) -> Vec<OsString
                 args.push2("-append", cmdline);
             }
         }
-        Boot::Uefi { firmware, disk } => {
+        Boot::Uefi {
+            firmware,
+            image,
+            media,
+        } => {
             args.push2("-bios", firmware);
-            disks.push(Disk {
-                path: disk.clone(),
-                format: Some("raw".into()),
-            });
+            match media {
+                Media::Disk => disks.push(Disk {
+                    path: image.clone(),
+                    format: Some("raw".into()),
+                }),
+                Media::Cdrom => {
+                    let mut drive = OsString::from("file=");
+                    drive.push(escape_option_value(image.as_os_str()));
+                    drive.push(",if=none,id=cd0,media=cdrom,readonly=on,format=raw");
+                    args.push2("-drive", drive);
+                    args.push2("-device", "virtio-scsi-pci,id=scsi0");
+                    args.push2("-device", "scsi-cd,bus=scsi0.0,drive=cd0,bootindex=0");
+                }
+            }
         }
     }
     disks.extend(spec.disks.iter().cloned());
@@ -359,7 +385,8 @@ mod tests {
         let mut s = spec(Arch::Amd64);
         s.boot = Boot::Uefi {
             firmware: "/usr/share/ovmf/OVMF.fd".into(),
-            disk: "out/minimal-efi.img".into(),
+            image: "out/minimal-efi.img".into(),
+            media: Media::Disk,
         };
         s.disks = vec![Disk::parse("data.img").expect("disk")];
         let args = strings(qemu_args(&s, Accel::Tcg, Path::new("/q")));
@@ -374,6 +401,22 @@ mod tests {
         for flag in ["-kernel", "-initrd", "-append"] {
             assert!(!args.iter().any(|a| a == flag), "{flag}: {joined}");
         }
+        // An ISO goes in a CD drive the firmware boots first.
+        s.boot = Boot::Uefi {
+            firmware: "/fw".into(),
+            image: "out/a,b-efi.iso".into(),
+            media: Media::Cdrom,
+        };
+        s.disks.clear();
+        let joined = strings(qemu_args(&s, Accel::Tcg, Path::new("/q"))).join(" ");
+        assert!(
+            joined.contains(
+                "-bios /fw -drive file=out/a,,b-efi.iso,if=none,id=cd0,media=cdrom,readonly=on,format=raw \
+                 -device virtio-scsi-pci,id=scsi0 -device scsi-cd,bus=scsi0.0,drive=cd0,bootindex=0"
+            ),
+            "{joined}"
+        );
+        assert!(!joined.contains("if=virtio"), "{joined}");
     }
 
     #[test]

@@ -32,11 +32,13 @@ pub enum VmError {
     },
 
     #[error(
-        "{path} not found: {name} must name a raw-efi output ({name}-efi.img); build an image in the raw-efi format first{hint}"
+        "{path} not found: {name} must name a {format} output ({name}{suffix}); build an image in the {format} format first{hint}"
     )]
     EfiOutputMissing {
         path: PathBuf,
         name: String,
+        suffix: &'static str,
+        format: &'static str,
         hint: String,
     },
 

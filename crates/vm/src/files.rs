@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
+use crate::args::Media;
 use crate::error::VmError;
 
 /// The kernel, initrd and kernel command line of one output.
@@ -56,15 +57,22 @@ impl BootFiles {
     }
 }
 
-/// `NAME-efi.img`, the disk image of a `raw-efi` output, which must exist.
-pub fn efi_disk(name: &Path) -> Result<PathBuf, VmError> {
-    let disk = suffixed(name, "-efi.img");
-    if disk.is_file() {
-        Ok(disk)
+/// The image of a UEFI output, which must exist: `NAME-efi.img` (`raw-efi`) for
+/// [`Media::Disk`], `NAME-efi.iso` (`iso-efi`) for [`Media::Cdrom`].
+pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
+    let (suffix, format) = match media {
+        Media::Disk => ("-efi.img", "raw-efi"),
+        Media::Cdrom => ("-efi.iso", "iso-efi"),
+    };
+    let image = suffixed(name, suffix);
+    if image.is_file() {
+        Ok(image)
     } else {
         Err(VmError::EfiOutputMissing {
-            path: disk,
+            path: image,
             name: name.display().to_string(),
+            suffix,
+            format,
             hint: hint(name),
         })
     }
@@ -117,7 +125,7 @@ fn suffixed(name: &Path, suffix: &str) -> PathBuf {
 /// A common slip is passing one of the output's files instead of its name.
 fn hint(name: &Path) -> String {
     let text = name.to_string_lossy();
-    ["-kernel", "-initrd.img", "-cmdline", "-efi.img"]
+    ["-kernel", "-initrd.img", "-cmdline", "-efi.img", "-efi.iso"]
         .iter()
         .find_map(|suffix| text.strip_suffix(suffix))
         .map(|prefix| format!(" (did you mean {prefix}?)"))
@@ -181,17 +189,24 @@ mod tests {
     fn raw_efi_outputs_and_firmware_are_found_or_named() {
         let dir = tempfile::tempdir().expect("tmp");
         let name = dir.path().join("minimal");
-        let err = efi_disk(&name).expect_err("no disk");
+        let err = efi_image(&name, Media::Disk).expect_err("no disk");
         assert!(
             err.to_string().contains("minimal-efi.img") && err.to_string().contains("raw-efi"),
             "{err}"
         );
-        let err = efi_disk(&dir.path().join("minimal-efi.img")).expect_err("file given");
+        let err =
+            efi_image(&dir.path().join("minimal-efi.img"), Media::Disk).expect_err("file given");
         assert!(err.to_string().contains("did you mean"), "{err}");
         std::fs::write(dir.path().join("minimal-efi.img"), b"disk").expect("disk");
         assert_eq!(
-            efi_disk(&name).expect("found"),
+            efi_image(&name, Media::Disk).expect("found"),
             dir.path().join("minimal-efi.img")
+        );
+
+        let err = efi_image(&name, Media::Cdrom).expect_err("no iso");
+        assert!(
+            err.to_string().contains("minimal-efi.iso") && err.to_string().contains("iso-efi"),
+            "{err}"
         );
 
         let fw = dir.path().join("fw.fd");

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use oxkit_vm::{
-    Accel, AccelChoice, AccelDecision, Arch, Boot, BootFiles, Disk, KVM_PROBE_TIMEOUT, Networking,
-    VmSpec,
+    Accel, AccelChoice, AccelDecision, Arch, Boot, BootFiles, Disk, KVM_PROBE_TIMEOUT, Media,
+    Networking, VmSpec,
 };
 
 use crate::output::Printer;
@@ -25,15 +25,15 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 enum RunCommand {
     /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU, or
-    /// a raw-efi output (NAME-efi.img) under UEFI firmware
+    /// a raw-efi (NAME-efi.img) or iso-efi (NAME-efi.iso) output under UEFI firmware
     ///
     /// The guest's serial console is on stdout. The kernel command line is NAME-cmdline, then
     /// the --append arguments, plus console=ttyS0 (amd64) or console=ttyAMA0 (arm64) and
-    /// panic=-1 unless already set. With --uefi (the default when there is a NAME-efi.img but
-    /// no NAME-kernel), OVMF or AAVMF boots NAME-efi.img and the command line is the one inside
-    /// it. QEMU runs with -no-reboot, so a reboot ends the run. Exit status: 0 when the guest
-    /// powers off; 1 when it reboots or panics, the timeout expires or QEMU fails; 2 for bad
-    /// flags.
+    /// panic=-1 unless already set. With --uefi, OVMF or AAVMF boots NAME-efi.img (with --iso,
+    /// NAME-efi.iso from a CD drive) and the command line is the one inside it; that is the
+    /// default when there is no NAME-kernel but one of those. QEMU runs with -no-reboot, so a
+    /// reboot ends the run. Exit status: 0 when the guest powers off; 1 when it reboots or
+    /// panics, the timeout expires or QEMU fails; 2 for bad flags.
     Qemu(QemuArgs),
 }
 
@@ -81,6 +81,9 @@ struct QemuArgs {
     /// Boot NAME-efi.img (a raw-efi output) with UEFI firmware
     #[arg(long, conflicts_with = "append")]
     uefi: bool,
+    /// Boot NAME-efi.iso (an iso-efi output) from a CD drive with UEFI firmware
+    #[arg(long, conflicts_with = "append")]
+    iso: bool,
     /// UEFI firmware for --uefi [default: Debian's OVMF (ovmf) or AAVMF (qemu-efi-aarch64)]
     #[arg(long, value_name = "FILE")]
     firmware: Option<PathBuf>,
@@ -119,20 +122,26 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
             "cannot guess the guest architecture on this host: pass --arch amd64 or --arch arm64"
         ),
     };
-    // A raw-efi output alone is booted as one, without asking for --uefi.
-    let uefi = args.uefi
-        || args.firmware.is_some()
-        || (!suffixed(&args.name, "-kernel").exists()
-            && suffixed(&args.name, "-efi.img").is_file());
+    // A raw-efi or iso-efi output alone is booted as one, without asking for --uefi.
+    let alone = |suffix| {
+        !suffixed(&args.name, "-kernel").exists() && suffixed(&args.name, suffix).is_file()
+    };
+    let media = if args.iso || (!args.uefi && !alone("-efi.img") && alone("-efi.iso")) {
+        Media::Cdrom
+    } else {
+        Media::Disk
+    };
+    let uefi =
+        args.uefi || args.iso || args.firmware.is_some() || alone("-efi.img") || alone("-efi.iso");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let qemu = oxkit_vm::find_qemu(arch, args.qemu.as_deref(), &path)?;
     let (boot, decision) = if uefi {
         if !args.append.is_empty() {
             bail!(
-                "--append cannot change a raw-efi output's command line: it is inside the image; rebuild it with another cmdline"
+                "--append cannot change a UEFI output's command line: it is inside the image; rebuild it with another cmdline"
             );
         }
-        let disk = oxkit_vm::efi_disk(&args.name)?;
+        let image = oxkit_vm::efi_image(&args.name, media)?;
         let firmware = oxkit_vm::uefi_firmware(arch, args.firmware.as_deref())?;
         // The KVM probe boots a bare kernel, which a disk image does not offer: `auto` means TCG.
         let decision = match args.accel {
@@ -149,7 +158,14 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
                 KVM_PROBE_TIMEOUT,
             )?,
         };
-        (Boot::Uefi { firmware, disk }, decision)
+        (
+            Boot::Uefi {
+                firmware,
+                image,
+                media,
+            },
+            decision,
+        )
     } else {
         let files = BootFiles::from_prefix(&args.name)?;
         let decision = oxkit_vm::resolve_accel(
@@ -184,7 +200,11 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
     printer.status(format!(
         "booting {}{} ({arch}, {}, {} MiB, {} CPU{}{})",
         args.name.display(),
-        if uefi { " under UEFI" } else { "" },
+        match (uefi, media) {
+            (false, _) => "",
+            (true, Media::Disk) => " under UEFI",
+            (true, Media::Cdrom) => " under UEFI from CD",
+        },
         decision.accel.as_str(),
         spec.memory_mib,
         spec.cpus,

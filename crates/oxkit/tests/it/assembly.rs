@@ -446,16 +446,21 @@ fn pe_section(image: &Path, section: &str, into: &Path) -> Vec<u8> {
 }
 
 #[test]
-fn raw_efi_is_a_gpt_disk_whose_esp_holds_the_kernel_initrd_and_cmdline_as_one_uki() {
+fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
     let env = Env::new();
     images(&env);
     let yml = write_system(&env);
     let build = |dir: &str, extra: &[&str]| {
         let mut c = env.oxkit();
-        c.args(["build", "--format", "kernel+initrd,raw-efi", "--dir"])
-            .arg(env.path().join(dir))
-            .args(extra)
-            .arg(&yml);
+        c.args([
+            "build",
+            "--format",
+            "kernel+initrd,raw-efi,iso-efi",
+            "--dir",
+        ])
+        .arg(env.path().join(dir))
+        .args(extra)
+        .arg(&yml);
         c
     };
     run_ok(&mut build("out", &[]));
@@ -463,11 +468,13 @@ fn raw_efi_is_a_gpt_disk_whose_esp_holds_the_kernel_initrd_and_cmdline_as_one_uk
     let out = env.path().join("out");
     no_temporaries(&out);
     let img = out.join("system-efi.img");
-    assert_eq!(
-        sha256(&img),
-        sha256(&env.path().join("again/system-efi.img")),
-        "raw-efi is not reproducible"
-    );
+    for f in ["system-efi.img", "system-efi.iso"] {
+        assert_eq!(
+            sha256(&out.join(f)),
+            sha256(&env.path().join("again").join(f)),
+            "{f} is not reproducible"
+        );
+    }
     // The partition table, checked by gdisk; the ESP read with mtools, 1 MiB into the disk.
     let verify = run_ok(Command::new(require_tool("sgdisk")).arg("-v").arg(&img));
     assert!(verify.contains("No problems found"), "{verify}");
@@ -495,6 +502,50 @@ fn raw_efi_is_a_gpt_disk_whose_esp_holds_the_kernel_initrd_and_cmdline_as_one_uk
         String::from_utf8(part(".osrel"))
             .unwrap()
             .contains("ID=oxkit")
+    );
+
+    // iso-efi: xorriso sees one UEFI boot image in the El Torito catalog, a FAT image holding
+    // the same unified kernel image.
+    let iso = out.join("system-efi.iso");
+    let xorriso = require_tool("xorriso");
+    let report = run_ok(
+        Command::new(&xorriso)
+            .arg("-indev")
+            .arg(&iso)
+            .args(["-report_el_torito", "plain"]),
+    );
+    let boot_entries: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("El Torito boot img :"))
+        .collect();
+    assert!(
+        boot_entries.len() == 1 && boot_entries[0].contains(" UEFI "),
+        "{report}"
+    );
+    assert!(
+        report.contains("El Torito img path :   1  /EFI/BOOT/EFIBOOT.IMG"),
+        "{report}"
+    );
+    let boot_image = env.path().join("efiboot.img");
+    run_ok(
+        Command::new(&xorriso)
+            .args(["-osirrox", "on", "-indev"])
+            .arg(&iso)
+            .args(["-extract", "/EFI/BOOT/EFIBOOT.IMG"])
+            .arg(&boot_image),
+    );
+    let from_iso = env.path().join("uki-iso.efi");
+    run_ok(
+        Command::new(require_tool("mcopy"))
+            .arg("-i")
+            .arg(&boot_image)
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .arg(&from_iso),
+    );
+    assert_eq!(
+        std::fs::read(&from_iso).unwrap(),
+        std::fs::read(&uki).unwrap(),
+        "the ISO's unified kernel image is not the disk's"
     );
 
     // A missing stub is named, says what to install, and costs no output at all.

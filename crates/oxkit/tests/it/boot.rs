@@ -4,8 +4,8 @@
 //! onboot-hello, ticker and poweroff packages of `examples/packages`, `oxkit build` assembles
 //! `examples/minimal.yml` (twice, to check the outputs are reproducible), and
 //! `oxkit run qemu` boots it under TCG until the poweroff service powers the machine off. It is
-//! assembled as a `raw-efi` disk too and booted again from it under UEFI firmware (OVMF for
-//! amd64, AAVMF for arm64).
+//! assembled as a `raw-efi` disk and an `iso-efi` CD image too, and booted again from each under
+//! UEFI firmware (OVMF for amd64, AAVMF for arm64).
 //!
 //! amd64 runs in every test run. arm64 needs a cross-compiled init, hence the Rust target
 //! `aarch64-unknown-linux-gnu` (rustup) and Debian's `gcc-aarch64-linux-gnu` and
@@ -292,7 +292,13 @@ fn minimal_example(arch: &str, uname: &str) {
     for dir in ["out-a", "out-b"] {
         run_ok(
             env.oxkit()
-                .args(["build", "--arch", arch, "--format", "kernel+initrd,raw-efi"])
+                .args([
+                    "build",
+                    "--arch",
+                    arch,
+                    "--format",
+                    "kernel+initrd,raw-efi,iso-efi",
+                ])
                 .arg("--efi-stub")
                 .arg(&stub)
                 .arg("--dir")
@@ -306,6 +312,7 @@ fn minimal_example(arch: &str, uname: &str) {
         "minimal-initrd.img",
         "minimal-cmdline",
         "minimal-efi.img",
+        "minimal-efi.iso",
     ] {
         let (a, b) = (
             env.path().join("out-a").join(file),
@@ -351,6 +358,19 @@ fn minimal_example(arch: &str, uname: &str) {
         "UEFI boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
         efi_boot.expect(INIT_LINE).as_secs_f64(),
         efi_boot.took.as_secs_f64()
+    );
+    // And from the ISO, in a CD drive.
+    let cd_boot = boot(&env, arch, &name, &["--iso"]);
+    assert!(
+        cd_boot.stderr.contains("under UEFI from CD"),
+        "{}",
+        cd_boot.stderr
+    );
+    check_boot(&cd_boot, uname);
+    eprintln!(
+        "UEFI CD boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
+        cd_boot.expect(INIT_LINE).as_secs_f64(),
+        cd_boot.took.as_secs_f64()
     );
 }
 
