@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# The raw-efi output: `oxkit build -f raw-efi` against the standard tools doing the same job
-# after `oxkit build -f kernel+initrd` in the same run: systemd's documented way to make a
-# unified kernel image (`objcopy --add-section` onto the EFI stub), then `sgdisk`, `mkfs.vfat
-# --offset` and `mcopy` for the GPT disk and its EFI system partition. Both start from the same
+# The UEFI outputs: `oxkit build -f raw-efi,iso-efi` against the standard tools doing the same
+# job after `oxkit build -f kernel+initrd` in the same run: systemd's documented way to make a
+# unified kernel image (`objcopy --add-section` onto the EFI stub); `sgdisk`, `mkfs.vfat
+# --offset` and `mcopy` for the GPT disk and its EFI system partition; `mkfs.vfat`, `mcopy` and
+# `xorriso -as mkisofs -e` for the ISO's El Torito UEFI boot image. Both start from the same
 # images (about MB megabytes) with a warm page cache; medians of RUNS, and their ratio (below 1
 # is faster).
-#   bench/raw-efi.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs systemd-boot-efi, binutils,
-#                                   gdisk, dosfstools, mtools)
+#   bench/uefi.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs systemd-boot-efi, binutils,
+#                                gdisk, dosfstools, mtools, xorriso)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total_mb=${1:-100}
 runs=${2:-5}
 stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
-for t in objcopy sgdisk mkfs.vfat mcopy; do
-  command -v "$t" >/dev/null || { echo "raw-efi.sh needs $t (binutils, gdisk, dosfstools, mtools)" >&2; exit 1; }
+for t in objcopy sgdisk mkfs.vfat mcopy xorriso; do
+  command -v "$t" >/dev/null || { echo "uefi.sh needs $t (binutils, gdisk, dosfstools, mtools, xorriso)" >&2; exit 1; }
 done
-[ -f "$stub" ] || { echo "raw-efi.sh needs $stub (apt-get install systemd-boot-efi)" >&2; exit 1; }
+[ -f "$stub" ] || { echo "uefi.sh needs $stub (apt-get install systemd-boot-efi)" >&2; exit 1; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --quiet --release -p oxkit
 case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
@@ -53,7 +54,7 @@ services:
 YML
 printf 'ID=oxkit\n' >"$work/osrel"
 
-ours() { "$ox" -q build -f raw-efi --dir "$work/ox" "$work/bench.yml"; }
+ours() { "$ox" -q build -f raw-efi,iso-efi --dir "$work/ox" "$work/bench.yml"; }
 tools() {
   local d=$work/tools
   rm -rf "$d" && mkdir -p "$d"
@@ -72,6 +73,12 @@ tools() {
   mkfs.vfat -F 32 --offset 2048 "$d/disk.img" $(( esp_mb * 1024 )) >/dev/null 2>&1
   mmd -i "$d/disk.img@@1M" ::/EFI ::/EFI/BOOT
   mcopy -i "$d/disk.img@@1M" "$d/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
+  mkdir -p "$d/iso/EFI/BOOT"
+  truncate -s ${esp_mb}M "$d/iso/EFI/BOOT/EFIBOOT.IMG"
+  mkfs.vfat -F 32 "$d/iso/EFI/BOOT/EFIBOOT.IMG" >/dev/null 2>&1
+  mmd -i "$d/iso/EFI/BOOT/EFIBOOT.IMG" ::/EFI ::/EFI/BOOT
+  mcopy -i "$d/iso/EFI/BOOT/EFIBOOT.IMG" "$d/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
+  xorriso -as mkisofs -quiet -V OXKIT -e EFI/BOOT/EFIBOOT.IMG -no-emul-boot -o "$d/efi.iso" "$d/iso" 2>/dev/null
 }
 secs() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -84,6 +91,7 @@ for _ in $(seq "$runs"); do
 done
 o=$(median <"$work/t.ours"); t=$(median <"$work/t.tools")
 printf 'images %d MB, %d runs, %d cores\n' "$total_mb" "$runs" "$(nproc)"
-printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy  %6.2fs  (%d MB disk)\n' "$t" "$(du -m --apparent-size "$work/tools/disk.img" | cut -f1)"
-printf 'oxkit build -f raw-efi                           %6.2fs  (%d MB disk)  ratio %.2f (target <= 1.0)\n' \
-  "$o" "$(du -m --apparent-size "$work/ox/bench-efi.img" | cut -f1)" "$(echo "$o / $t" | bc -l)"
+printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy, xorriso  %6.2fs  (%d MB disk, %d MB ISO)\n' "$t" \
+  "$(du -m --apparent-size "$work/tools/disk.img" | cut -f1)" "$(du -m --apparent-size "$work/tools/efi.iso" | cut -f1)"
+printf 'oxkit build -f raw-efi,iso-efi                           %6.2fs  (%d MB disk, %d MB ISO)  ratio %.2f (target <= 1.0)\n' \
+  "$o" "$(du -m --apparent-size "$work/ox/bench-efi.img" | cut -f1)" "$(du -m --apparent-size "$work/ox/bench-efi.iso" | cut -f1)" "$(echo "$o / $t" | bc -l)"
