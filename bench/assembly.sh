@@ -7,6 +7,7 @@
 #   bench/assembly.sh [MB]      (default 200; needs GNU cpio, gzip, /usr/bin/time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 total_mb=${1:-200}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --quiet --release -p oxkit
@@ -16,15 +17,6 @@ trap 'rm -rf "$work"' EXIT
 export OXKIT_STORE=$work/store
 unset SOURCE_DATE_EPOCH
 
-# Copies regular files from SRC (sorted by path) into DEST until about MB megabytes.
-fill() {
-  local dest=$1 mb=$2; shift 2
-  mkdir -p "$dest"
-  { find "$@" -type f -printf '%s\t%p\n' 2>/dev/null || true; } | LC_ALL=C sort -u -t$'\t' -k2 |
-    awk -F'\t' -v max=$((mb * 1024 * 1024)) '!done { if (sum + $1 > max) done = 1; else { sum += $1; print $2 } }' \
-      >"$dest.list"
-  tar -cf - -T "$dest.list" 2>/dev/null | tar -xf - -C "$dest"
-}
 
 # Real-world content: Python's library, shared data, shared libraries; a kernel that does not
 # compress (like a real bzImage) and a modules tarball that does.
@@ -60,7 +52,6 @@ mkdir -p "$work/tree"
 tar -C "$work/tree" -xf "$work/tree.tar"
 rm -rf "$work/tree/boot"/* "$work/tree.tar"
 
-secs() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
 baseline() {
   (cd "$work/tree" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -6 >"$work/baseline.gz")
 }

@@ -7,6 +7,7 @@
 #   bench/export.sh [MB] [RUNS]   (default 200 MB, 5 runs; needs umoci, GNU tar, busybox-static)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 total_mb=${1:-200}
 runs=${2:-5}
 command -v umoci >/dev/null || { echo "export.sh needs umoci (apt-get install umoci)" >&2; exit 1; }
@@ -18,14 +19,6 @@ trap 'rm -rf "$work"' EXIT
 export OXKIT_STORE=$work/store
 unset SOURCE_DATE_EPOCH
 
-fill() {
-  local dest=$1 mb=$2; shift 2
-  mkdir -p "$dest"
-  { find "$@" -type f -printf '%s\t%p\n' 2>/dev/null || true; } | LC_ALL=C sort -u -t$'\t' -k2 |
-    awk -F'\t' -v max=$((mb * 1024 * 1024)) '!done { if (sum + $1 > max) done = 1; else { sum += $1; print $2 } }' \
-      >"$dest.list"
-  tar -cf - -T "$dest.list" 2>/dev/null | tar -xf - -C "$dest"
-}
 # Three layers: a base, a second one over different files, and a third that deletes a tenth of
 # the base's files and rewrites another tenth (whiteouts and replacements to apply).
 fill "$work/base" $((total_mb * 6 / 10)) /usr/share
@@ -53,8 +46,6 @@ theirs() {
   umoci raw unpack --rootless --image "$OXKIT_STORE:docker.io/$image" "$work/bundle" 2>/dev/null
   tar -C "$work/bundle" -cf "$work/theirs.tar" .
 }
-secs() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 ours; theirs  # warm up
 : >"$work/t.ours"; : >"$work/t.theirs"
 for _ in $(seq "$runs"); do

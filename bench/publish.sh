@@ -28,6 +28,7 @@
 #   bench/publish.sh [MB_PER_ARCH] [RUNS]      (default 64 MB, 15 runs; needs skopeo, openssl)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 mb=${1:-64}
 runs=${2:-15}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -65,15 +66,6 @@ uploads() { grep -c '"POST /v2/[^ ]*/blobs/uploads/' "$work/reg.log" || true; }
 requests() { grep -cE '^[0-9.:]+ - .*"(GET|HEAD|POST|PUT|PATCH|DELETE) /v2/' "$work/reg.log" || true; }
 now() { date +%s.%N; }
 
-# Copies regular files from SRC (sorted by path) into DEST until about MB megabytes.
-fill() {
-  local dest=$1 mb=$2; shift 2
-  mkdir -p "$dest"
-  { find "$@" -type f -printf '%s\t%p\n' 2>/dev/null || true; } | LC_ALL=C sort -u -t$'\t' -k2 |
-    awk -F'\t' -v max=$((mb * 1024 * 1024)) '!done { if (sum + $1 > max) done = 1; else { sum += $1; print $2 } }' \
-      >"$dest.list"
-  tar -cf - -T "$dest.list" 2>/dev/null | tar -xf - -C "$dest"
-}
 fill "$work/rootfs-amd64" "$mb" /usr/lib/x86_64-linux-gnu /usr/lib
 fill "$work/rootfs-arm64" "$mb" /usr/share
 

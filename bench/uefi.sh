@@ -10,6 +10,7 @@
 #                                gdisk, dosfstools, mtools, xorriso)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 total_mb=${1:-100}
 runs=${2:-5}
 stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
@@ -25,14 +26,6 @@ trap 'rm -rf "$work"' EXIT
 export OXKIT_STORE=$work/store
 unset SOURCE_DATE_EPOCH
 
-fill() {
-  local dest=$1 mb=$2; shift 2
-  mkdir -p "$dest"
-  { find "$@" -type f -printf '%s\t%p\n' 2>/dev/null || true; } | LC_ALL=C sort -u -t$'\t' -k2 |
-    awk -F'\t' -v max=$((mb * 1024 * 1024)) '!done { if (sum + $1 > max) done = 1; else { sum += $1; print $2 } }' \
-      >"$dest.list"
-  tar -cf - -T "$dest.list" 2>/dev/null | tar -xf - -C "$dest"
-}
 # A kernel that does not compress (like a real bzImage, 8 MB) and services of real files.
 part=$((total_mb / 2))
 fill "$work/svc1" "$part" /usr/share
@@ -80,8 +73,6 @@ tools() {
   mcopy -i "$d/iso/EFI/BOOT/EFIBOOT.IMG" "$d/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
   xorriso -as mkisofs -quiet -V OXKIT -e EFI/BOOT/EFIBOOT.IMG -no-emul-boot -o "$d/efi.iso" "$d/iso" 2>/dev/null
 }
-secs() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
-median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 ours; tools  # warm the page cache and the store
 : >"$work/t.ours"; : >"$work/t.tools"
 for _ in $(seq "$runs"); do

@@ -51,6 +51,21 @@ fn file_id(path: &Path) -> Option<FileId> {
     })
 }
 
+/// What a file contributes to the inputs digest: `content` and its digest, or why there is none
+/// (`unreadable`, `absent`), which the build itself will then report.
+fn file_content(path: &Path) -> (&'static str, String) {
+    match std::fs::File::open(path) {
+        Ok(mut file) => {
+            let mut fh = Sha256Hasher::new();
+            match std::io::copy(&mut file, &mut fh) {
+                Ok(_) => ("content", fh.finish().as_str().to_string()),
+                Err(_) => ("unreadable", String::new()),
+            }
+        }
+        Err(_) => ("absent", String::new()),
+    }
+}
+
 /// A digest of everything the outputs of `plan` depend on.
 pub fn inputs_digest(
     config: &Config,
@@ -82,17 +97,8 @@ pub fn inputs_digest(
     {
         // The stub is part of the disk image: another stub, another image.
         put("efi-stub", stub.as_os_str().as_encoded_bytes());
-        match std::fs::File::open(stub) {
-            Ok(mut file) => {
-                let mut fh = Sha256Hasher::new();
-                if std::io::copy(&mut file, &mut fh).is_ok() {
-                    put("content", fh.finish().as_str().as_bytes());
-                } else {
-                    put("unreadable", b"");
-                }
-            }
-            Err(_) => put("absent", b""),
-        }
+        let (label, digest) = file_content(stub);
+        put(label, digest.as_bytes());
     }
     put("yaml", config.to_yaml_string().as_bytes());
     for (u, img) in images.distinct() {
@@ -113,17 +119,8 @@ pub fn inputs_digest(
         }
         let path = config.resolve_path(&f.loc, &f.source, home);
         put("source", path.as_os_str().as_encoded_bytes());
-        match std::fs::File::open(&path) {
-            Ok(mut file) => {
-                let mut fh = Sha256Hasher::new();
-                if std::io::copy(&mut file, &mut fh).is_ok() {
-                    put("content", fh.finish().as_str().as_bytes());
-                } else {
-                    put("unreadable", b"");
-                }
-            }
-            Err(_) => put("absent", b""),
-        }
+        let (label, digest) = file_content(&path);
+        put(label, digest.as_bytes());
     }
     Ok(h.finish().hex().to_string())
 }

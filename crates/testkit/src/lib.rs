@@ -32,6 +32,17 @@ pub fn require_tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is not installed: run ./scripts/install-deps (as root)"))
 }
 
+/// The path of tool `name` (on `PATH`, in `/usr/sbin` or `/sbin`); panics naming the Debian
+/// `package` to install when it is missing.
+pub fn require_tool_from(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: apt-get install -y {package}"))
+}
+
 /// Runs a command, panicking with its output if it fails. Returns stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd

@@ -5,30 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fatfs::TimeProvider;
-use oxkit_testkit::{Rng, run_ok};
+use oxkit_testkit::{Rng, require_tool_from as tool, run_ok};
 
 use super::*;
 
 const SEED: &[u8] = b"sha256:0123456789abcdef";
 
-/// The path of `name`, or a panic naming the Debian package that has it.
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: apt-get install -y {package}"))
-}
-
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        v.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    Rng::new(seed).bytes(len)
 }
 
 /// Writes an image of `files` with `seed` into `dir`; returns its path and the size returned.

@@ -6,23 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oxkit_testkit::{Rng, run_ok};
+use oxkit_testkit::{Rng, require_tool_from as tool, run_ok};
 
 use super::*;
 use crate::disk::{EspFile, write_fat_image};
 
 const SEED: &[u8] = b"sha256:0123456789abcdef";
 const BOOT_PATH: &str = "EFI/BOOT/EFIBOOT.IMG";
-
-/// The path of `name`, or a panic naming the Debian package that has it.
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed: apt-get install -y {package}"))
-}
 
 /// Runs `cmd`, which must succeed; returns its stdout and stderr together (xorriso reports on
 /// stderr).
@@ -44,13 +34,7 @@ fn run_all(cmd: &mut Command) -> String {
 }
 
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        v.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    v.truncate(len);
-    v
+    Rng::new(seed).bytes(len)
 }
 
 fn open_rw(path: &Path) -> File {

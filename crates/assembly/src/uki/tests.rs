@@ -22,15 +22,7 @@ fn real_stub() -> Vec<u8> {
 
 /// A binutils tool; panics naming the package when it is missing.
 fn binutils(name: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed: install Debian's binutils (apt-get install -y binutils)"
-            )
-        })
+    oxkit_testkit::require_tool_from(name, "binutils")
 }
 
 fn run(cmd: &mut Command) -> String {
