@@ -105,7 +105,7 @@ pub struct OutputPlan {
     pub base: PathBuf,
     /// The tar output, when `tar` is the format.
     pub tar: Option<TarDestination>,
-    /// systemd's EFI stub, for `raw-efi` (see [`default_efi_stub`]).
+    /// systemd's EFI stub, for `raw-efi` and `iso-efi` (see [`default_efi_stub`]).
     pub efi_stub: Option<PathBuf>,
 }
 
@@ -204,6 +204,24 @@ impl OutputPlan {
         }
     }
 
+    /// Checks what the plan needs from the host before any image is resolved: for the UEFI
+    /// formats, a readable EFI stub for x86-64 or arm64.
+    pub fn check(&self) -> Result<()> {
+        self.efi_stub_for_outputs().map(drop)
+    }
+
+    /// The EFI stub, read and checked, when a UEFI format is planned.
+    fn efi_stub_for_outputs(&self) -> Result<Option<Stub>> {
+        let raw_efi = self.formats.contains(&Format::RawEfi);
+        if !raw_efi && !self.formats.contains(&Format::IsoEfi) {
+            return Ok(None);
+        }
+        let first = self.with_suffix(if raw_efi { "-efi.img" } else { "-efi.iso" });
+        read_efi_stub(self)
+            .map(Some)
+            .map_err(|e| Error::output(first, e))
+    }
+
     fn with_suffix(&self, suffix: &str) -> PathBuf {
         let mut s = self.base.clone().into_os_string();
         s.push(suffix);
@@ -250,12 +268,9 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     fs_err::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
     let raw_efi = plan.formats.contains(&Format::RawEfi);
     let iso_efi = plan.formats.contains(&Format::IsoEfi);
-    // The stub is read first: a missing one must not cost a whole build.
-    let stub = if raw_efi || iso_efi {
-        Some(read_efi_stub(plan)?)
-    } else {
-        None
-    };
+    // Read again here (callers check the plan first, see `OutputPlan::check`): what is built
+    // is what the file holds now.
+    let stub = plan.efi_stub_for_outputs()?;
     let mut pending: Vec<Pending> = Vec::new();
     for f in &plan.formats {
         if *f == Format::Tar {
@@ -326,16 +341,21 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             let first = if raw_efi { "-efi.img" } else { "-efi.iso" };
             let uki = build_uki(stub, &done, &initrd_tmp, &kernel_tmp)
                 .map_err(|e| Error::output(plan.with_suffix(first), e))?;
+            let seed = oxkit_spec::Digest::sha256(&uki);
+            let boot = [crate::disk::EspFile {
+                path: stub.boot_path,
+                data: &uki,
+            }];
             if raw_efi {
                 let path = plan.with_suffix("-efi.img");
                 let tmp = temp_for(&path)?;
-                write_raw_efi(&tmp, &uki).map_err(|e| Error::output(&path, e))?;
+                write_raw_efi(&tmp, &boot, &seed).map_err(|e| Error::output(&path, e))?;
                 pending.push(Pending { path, tmp });
             }
             if iso_efi {
                 let path = plan.with_suffix("-efi.iso");
                 let tmp = temp_for(&path)?;
-                write_iso_efi(&tmp, &uki, &dir).map_err(|e| Error::output(&path, e))?;
+                write_iso_efi(&tmp, &boot, &seed, &dir).map_err(|e| Error::output(&path, e))?;
                 pending.push(Pending { path, tmp });
             }
         }
@@ -383,58 +403,45 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     Ok(written)
 }
 
-/// The EFI stub `raw-efi` builds on, read whole (about 100 KiB).
-fn read_efi_stub(plan: &OutputPlan) -> Result<Vec<u8>> {
-    let Some(path) = &plan.efi_stub else {
-        return Err(Error::output(
-            plan.with_suffix("-efi.img"),
-            "raw-efi needs systemd's EFI stub: install systemd-boot-efi (Debian, Ubuntu) or pass --efi-stub FILE",
-        ));
-    };
-    let stub = std::fs::read(path).map_err(|e| {
-        let hint = if e.kind() == io::ErrorKind::NotFound {
-            "; install systemd-boot-efi (Debian, Ubuntu) or pass --efi-stub FILE"
-        } else {
-            ""
-        };
-        Error::output(
-            path,
-            format!("cannot read the EFI stub for raw-efi: {e}{hint}"),
-        )
-    })?;
-    efi_boot_path(&stub).map_err(|e| Error::output(path, e))?;
-    Ok(stub)
-}
-
-/// Where the firmware looks for the stub's architecture on removable media.
-fn efi_boot_path(stub: &[u8]) -> std::result::Result<&'static str, String> {
-    match pe_machine(stub) {
-        Some(0x8664) => Ok("EFI/BOOT/BOOTX64.EFI"),
-        Some(0xaa64) => Ok("EFI/BOOT/BOOTAA64.EFI"),
-        Some(m) => Err(format!(
-            "the EFI stub is for machine type {m:#06x}; oxkit boots amd64 (0x8664) and arm64 (0xaa64)"
-        )),
-        None => Err(
-            "the EFI stub is not a PE image; pass systemd's linuxx64.efi.stub or linuxaa64.efi.stub"
-                .into(),
-        ),
-    }
-}
-
-/// The unified kernel image of `raw-efi` and `iso-efi`: the kernel, the whole initrd file
-/// (microcode first) and the command line on systemd's EFI stub, and where the firmware looks
-/// for it.
-struct Uki {
+/// The EFI stub the UEFI formats build on (read whole: about 100 KiB), and where the firmware
+/// looks for a program of its architecture.
+struct Stub {
     bytes: Vec<u8>,
     boot_path: &'static str,
 }
 
+fn read_efi_stub(plan: &OutputPlan) -> std::result::Result<Stub, String> {
+    const GET_ONE: &str = "install systemd-boot-efi (Debian, Ubuntu) or pass --efi-stub FILE";
+    let Some(path) = &plan.efi_stub else {
+        return Err(format!(
+            "the UEFI formats need systemd's EFI stub: {GET_ONE}"
+        ));
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::NotFound {
+            format!("; {GET_ONE}")
+        } else {
+            String::new()
+        };
+        format!("cannot read the EFI stub {}: {e}{hint}", path.display())
+    })?;
+    let boot_path = crate::uki::removable_media_path(&bytes).map_err(|e| {
+        format!(
+            "{} is not an EFI stub oxkit can use: {e}; pass systemd's linuxx64.efi.stub or linuxaa64.efi.stub",
+            path.display()
+        )
+    })?;
+    Ok(Stub { bytes, boot_path })
+}
+
+/// The unified kernel image of `raw-efi` and `iso-efi`: the kernel, the whole initrd file
+/// (microcode first) and the command line on the EFI stub.
 fn build_uki(
-    stub: &[u8],
+    stub: &Stub,
     done: &InitrdDone,
     initrd: &NamedTempFile,
     kernel: &NamedTempFile,
-) -> std::result::Result<Uki, String> {
+) -> std::result::Result<Vec<u8>, String> {
     if done.kernel_len == 0 {
         return Err("a UEFI output needs a kernel: the YAML's kernel section has no image".into());
     }
@@ -451,9 +458,8 @@ fn build_uki(
     };
     let linux = read(kernel, done.kernel_len, "kernel")?;
     let initrd = read(initrd, done.initrd_len, "initrd")?;
-    let boot_path = efi_boot_path(stub)?;
-    let bytes = crate::uki::build_uki(
-        stub,
+    crate::uki::build_uki(
+        &stub.bytes,
         &crate::uki::UkiParts {
             osrel: b"ID=oxkit\nNAME=oxkit\nPRETTY_NAME=\"oxkit image\"\n",
             cmdline: &done.cmdline,
@@ -461,38 +467,31 @@ fn build_uki(
             initrd: &initrd,
         },
     )
-    .map_err(|e| format!("cannot make a unified kernel image from the EFI stub: {e}"))?;
-    Ok(Uki { bytes, boot_path })
+    .map_err(|e| format!("cannot make a unified kernel image from the EFI stub: {e}"))
 }
 
-/// `raw-efi`: the unified kernel image on a fresh EFI system partition.
-fn write_raw_efi(out: &NamedTempFile, uki: &Uki) -> std::result::Result<(), String> {
-    let seed = oxkit_spec::Digest::sha256(&uki.bytes);
+/// `raw-efi`: the boot program on a fresh EFI system partition. `seed` (the program's digest)
+/// makes the GUIDs and volume id.
+fn write_raw_efi(
+    out: &NamedTempFile,
+    boot: &[crate::disk::EspFile<'_>],
+    seed: &oxkit_spec::Digest,
+) -> std::result::Result<(), String> {
     let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
-    crate::disk::write_esp_disk(
-        &mut file,
-        &[crate::disk::EspFile {
-            path: uki.boot_path,
-            data: &uki.bytes,
-        }],
-        seed.hex().as_bytes(),
-    )?;
+    crate::disk::write_esp_disk(&mut file, boot, seed.hex().as_bytes())?;
     file.sync_all().map_err(|e| e.to_string())
 }
 
-/// `iso-efi`: the unified kernel image in a FAT image that the ISO's El Torito catalog boots.
-fn write_iso_efi(out: &NamedTempFile, uki: &Uki, dir: &Path) -> std::result::Result<(), String> {
-    let seed = oxkit_spec::Digest::sha256(&uki.bytes);
+/// `iso-efi`: the boot program in a FAT image that the ISO's El Torito catalog boots.
+fn write_iso_efi(
+    out: &NamedTempFile,
+    boot: &[crate::disk::EspFile<'_>],
+    seed: &oxkit_spec::Digest,
+    dir: &Path,
+) -> std::result::Result<(), String> {
     let mut fat_file = tempfile::tempfile_in(dir)
         .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
-    let size = crate::disk::write_fat_image(
-        &mut fat_file,
-        &[crate::disk::EspFile {
-            path: uki.boot_path,
-            data: &uki.bytes,
-        }],
-        seed.hex().as_bytes(),
-    )?;
+    let size = crate::disk::write_fat_image(&mut fat_file, boot, seed.hex().as_bytes())?;
     let mut image = Vec::with_capacity(size as usize);
     fat_file
         .seek(SeekFrom::Start(0))
@@ -505,20 +504,6 @@ fn write_iso_efi(out: &NamedTempFile, uki: &Uki, dir: &Path) -> std::result::Res
     let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
     crate::iso::write_efi_iso(&mut file, "OXKIT", &image, "EFI/BOOT/EFIBOOT.IMG", &[])?;
     file.sync_all().map_err(|e| e.to_string())
-}
-
-/// The COFF machine type of a PE image, if `bytes` is one.
-fn pe_machine(bytes: &[u8]) -> Option<u16> {
-    let at = |i: usize| bytes.get(i..i + 4);
-    if bytes.get(..2)? != b"MZ" {
-        return None;
-    }
-    let pe = u32::from_le_bytes(at(0x3c)?.try_into().ok()?) as usize;
-    if at(pe)? != b"PE\0\0" {
-        return None;
-    }
-    let m = bytes.get(pe + 4..pe + 6)?;
-    Some(u16::from_le_bytes([m[0], m[1]]))
 }
 
 fn set_mode(p: &Path, mode: u32) -> io::Result<()> {

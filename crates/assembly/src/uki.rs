@@ -245,6 +245,21 @@ pub(crate) fn pe_checksum(file: &[u8]) -> u32 {
     sum.wrapping_add(file.len() as u32)
 }
 
+/// Where UEFI firmware looks for a boot program of `stub`'s architecture on removable media:
+/// `EFI/BOOT/BOOTX64.EFI` or `EFI/BOOT/BOOTAA64.EFI`. An error when `stub` is not a PE image
+/// (checked as [`build_uki`] reads it) for x86-64 or arm64.
+pub(crate) fn removable_media_path(stub: &[u8]) -> Result<&'static str, String> {
+    let pe = Pe::parse(stub)?;
+    match u16_at(stub, pe.coff) {
+        Some(0x8664) => Ok("EFI/BOOT/BOOTX64.EFI"),
+        Some(0xaa64) => Ok("EFI/BOOT/BOOTAA64.EFI"),
+        Some(m) => Err(format!(
+            "it is for machine type {m:#06x}; oxkit boots amd64 (0x8664) and arm64 (0xaa64)"
+        )),
+        None => Err("the PE image is truncated: its COFF header is cut off".into()),
+    }
+}
+
 /// What `build_uki` needs of the stub's headers, every offset checked against its length.
 struct Pe {
     /// File offset of the COFF file header.

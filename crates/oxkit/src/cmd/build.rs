@@ -133,6 +133,7 @@ pub fn run(global: &GlobalArgs, printer: &Printer, args: BuildArgs) -> Result<()
         .efi_stub
         .clone()
         .or_else(|| oxkit_assembly::default_efi_stub(platform.arch()));
+    plan.check()?;
     let epoch = args.source_date_epoch.unwrap_or(0);
     if epoch < 0 {
         bail!("SOURCE_DATE_EPOCH must not be negative (got {epoch})");

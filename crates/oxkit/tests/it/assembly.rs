@@ -548,6 +548,27 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
         "the ISO's unified kernel image is not the disk's"
     );
 
+    // The stub is an input like the images: the same one leaves the outputs alone, another
+    // one (same path, other bytes) makes them again.
+    let stub = env.path().join("stub.efi");
+    std::fs::copy("/usr/lib/systemd/boot/efi/linuxx64.efi.stub", &stub).unwrap();
+    let stub_arg = stub.to_str().unwrap();
+    run_ok(&mut build("stubbed", &["--efi-stub", stub_arg]));
+    let up_to_date = |out: String| -> bool {
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["upToDate"].as_bool().unwrap()
+    };
+    let again = run_ok(&mut build("stubbed", &["--json", "--efi-stub", stub_arg]));
+    assert!(up_to_date(again), "the same stub rebuilt the outputs");
+    let mut bytes = std::fs::read(&stub).unwrap();
+    bytes.push(0);
+    std::fs::write(&stub, bytes).unwrap();
+    let changed = run_ok(&mut build("stubbed", &["--json", "--efi-stub", stub_arg]));
+    assert!(
+        !up_to_date(changed),
+        "another stub left the outputs as they were"
+    );
+
     // A missing stub is named, says what to install, and costs no output at all.
     let bad = env.path().join("bad");
     let e = run_fail(&mut build(
@@ -562,6 +583,26 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
         !bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(),
         "a failed raw-efi build left files in {}",
         bad.display()
+    );
+    // The stub is checked before any image is looked for (this one is in no store or registry).
+    let absent = env.path().join("absent.yml");
+    std::fs::write(&absent, "kernel:\n  image: 127.0.0.1:9/test/absent:1\n").unwrap();
+    let e = run_fail(
+        env.oxkit()
+            .args([
+                "build",
+                "-f",
+                "iso-efi",
+                "--efi-stub",
+                "/nonexistent/stub",
+                "--dir",
+            ])
+            .arg(&bad)
+            .arg(&absent),
+    );
+    assert!(
+        e.contains("/nonexistent/stub") && !e.contains("absent:1"),
+        "{e}"
     );
     // Something that is not an EFI stub.
     let e = run_fail(build("bad", &["--efi-stub"]).arg(&yml));
