@@ -281,6 +281,53 @@ fn run_qemu_names_missing_output_files() {
     );
 }
 
+/// Which boot `run qemu` picks from the files a name has: a kernel+initrd output when there is
+/// one, else a UEFI disk, else a UEFI CD; `--iso` insists on the CD. QEMU is `false` here, so
+/// each run stops right after the line saying what it boots.
+#[test]
+fn run_qemu_picks_the_boot_from_the_outputs_there() {
+    assert!(
+        std::path::Path::new("/usr/share/ovmf/OVMF.fd").is_file(),
+        "OVMF is missing: apt-get install ovmf"
+    );
+    let env = Env::new();
+    let false_qemu = require_tool("false");
+    let picks = |name: &str, extra: &[&str]| -> (Option<i32>, String) {
+        let mut args = vec!["--arch", "amd64", "--qemu", false_qemu.to_str().unwrap()];
+        args.extend(extra);
+        args.push(name);
+        let (out, _) = run_qemu(&env, &args);
+        (out.status.code(), text(&out.stderr))
+    };
+    let touch = |f: &str| std::fs::write(env.path().join(f), b"x").unwrap();
+
+    touch("disk-efi.img");
+    let (_, stderr) = picks("disk", &[]);
+    assert!(
+        stderr.contains("booting disk under UEFI (") && !stderr.contains("from CD"),
+        "{stderr}"
+    );
+    touch("cd-efi.iso");
+    let (_, stderr) = picks("cd", &[]);
+    assert!(stderr.contains("booting cd under UEFI from CD"), "{stderr}");
+    for f in ["both-kernel", "both-initrd.img", "both-efi.img"] {
+        touch(f);
+    }
+    let (_, stderr) = picks("both", &[]);
+    assert!(stderr.contains("booting both (amd64"), "{stderr}");
+    let (_, stderr) = picks("both", &["--uefi"]);
+    assert!(stderr.contains("booting both under UEFI ("), "{stderr}");
+
+    let (code, stderr) = picks("disk", &["--iso"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("disk-efi.iso not found") && stderr.contains("iso-efi"),
+        "{stderr}"
+    );
+    let (code, stderr) = picks("disk", &["--uefi", "--append", "quiet"]);
+    assert_eq!(code, Some(2), "usage error: {stderr}");
+}
+
 /// The modules in fetch-kernel.sh's kernel.tar load in a guest with busybox modprobe (so its
 /// modules.dep is right), overlayfs mounts, and --disk / user networking give virtio devices.
 #[test]
