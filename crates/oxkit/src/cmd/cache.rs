@@ -370,13 +370,14 @@ fn export(
         }
         ExportFormat::Filesystem => {
             let platform = selection.platform()?;
+            // Held from the lookup on: `cache clean` must not take blobs from under it.
+            let _lease = store.lease()?;
             let d = store
                 .resolve_platform(&refs[0], &platform)?
                 .ok_or_else(|| oxkit_store::Error::RefNotFound {
                     reference: refs[0].to_string(),
                     store: store.root().to_path_buf(),
                 })?;
-            let _lease = store.lease()?;
             let scratch = std::env::temp_dir();
             write_output(output, |w| {
                 oxkit_assembly::write_filesystem(store, &d, &scratch, w).with_context(|| {
