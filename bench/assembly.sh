@@ -9,9 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 total_mb=${1:-200}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release -p oxkit
-case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
+build_oxkit
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OXKIT_STORE=$work/store

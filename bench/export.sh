@@ -11,9 +11,7 @@ cd "$(dirname "$0")/.."
 total_mb=${1:-200}
 runs=${2:-5}
 command -v umoci >/dev/null || { echo "export.sh needs umoci (apt-get install umoci)" >&2; exit 1; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release -p oxkit
-case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
+build_oxkit
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OXKIT_STORE=$work/store

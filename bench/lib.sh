@@ -17,3 +17,10 @@ secs() { local s; s=$(date +%s.%N); "$@"; echo "$(date +%s.%N) - $s" | bc; }
 
 # The median of the numbers on standard input, one per line.
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
+# Builds the release binary (in CARGO_TARGET_DIR, else target/) and sets $ox to its path.
+build_oxkit() {
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+  cargo build --quiet --release -p oxkit
+  case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
+}

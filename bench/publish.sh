@@ -31,9 +31,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 mb=${1:-64}
 runs=${2:-15}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release -p oxkit
-case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
+build_oxkit
 work=$(mktemp -d)
 reg=
 data=$work/data

@@ -18,9 +18,7 @@ for t in objcopy sgdisk mkfs.vfat mcopy xorriso; do
   command -v "$t" >/dev/null || { echo "uefi.sh needs $t (binutils, gdisk, dosfstools, mtools, xorriso)" >&2; exit 1; }
 done
 [ -f "$stub" ] || { echo "uefi.sh needs $stub (apt-get install systemd-boot-efi)" >&2; exit 1; }
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --quiet --release -p oxkit
-case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
+build_oxkit
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export OXKIT_STORE=$work/store

@@ -41,6 +41,19 @@ fn layout_of(size: u64) -> Layout {
     }
 }
 
+/// `mdir` (mtools, `IMAGE` in its `-i` syntax) lists every one of `files`.
+fn assert_mdir_lists(image: &str, files: &[EspFile<'_>]) {
+    let listing =
+        run_ok(Command::new(tool("mdir", "mtools")).args(["-/", "-b", "-i", image, "::"]));
+    for f in files {
+        assert!(
+            listing.contains(&format!("::/{}", f.path)),
+            "{} not in\n{listing}",
+            f.path
+        );
+    }
+}
+
 fn assert_sgdisk_clean(img: &Path) {
     let out = run_ok(Command::new(tool("sgdisk", "gdisk")).arg("-v").arg(img));
     assert!(out.contains("No problems found"), "sgdisk -v:\n{out}");
@@ -157,15 +170,7 @@ fn fsck_is_clean_and_mtools_reads_the_files_back() {
         assert!(std::fs::read(&got).unwrap() == f.data, "{} differs", f.path);
         std::fs::remove_file(got).unwrap();
     }
-    let listing =
-        run_ok(Command::new(tool("mdir", "mtools")).args(["-/", "-b", "-i", &mtools_img, "::"]));
-    for f in &files {
-        assert!(
-            listing.contains(&format!("::/{}", f.path)),
-            "{} not in\n{listing}",
-            f.path
-        );
-    }
+    assert_mdir_lists(&mtools_img, &files);
 }
 
 #[test]
@@ -423,20 +428,7 @@ fn directories_spanning_several_clusters_stay_clean() {
         .collect();
     let (img, size) = write_image(dir.path(), "many.img", &files, SEED);
     assert_fsck_clean(&img, layout_of(size).esp_sectors);
-    let listing = run_ok(Command::new(tool("mdir", "mtools")).args([
-        "-/",
-        "-b",
-        "-i",
-        &mtools_image(&img),
-        "::",
-    ]));
-    for f in &files {
-        assert!(
-            listing.contains(&format!("::/{}", f.path)),
-            "{} not in\n{listing}",
-            f.path
-        );
-    }
+    assert_mdir_lists(&mtools_image(&img), &files);
 }
 
 #[test]

@@ -33,6 +33,17 @@ fn run_all(cmd: &mut Command) -> String {
     text
 }
 
+/// `xorriso -osirrox on -extract WHAT TO` from the ISO `img`; its stdout and stderr.
+fn xorriso_extract(img: &Path, what: &str, to: &Path) -> String {
+    run_all(
+        Command::new(tool("xorriso", "xorriso"))
+            .args(["-osirrox", "on", "-indev"])
+            .arg(img)
+            .args(["-extract", what])
+            .arg(to),
+    )
+}
+
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     Rng::new(seed).bytes(len)
 }
@@ -214,13 +225,7 @@ fn xorriso_and_isoinfo_give_back_every_file() {
     let img = write_iso(dir.path(), "efi.iso", "FILES", &fat, &iso_files(&files));
 
     let out = dir.path().join("x");
-    let log = run_all(
-        Command::new(tool("xorriso", "xorriso"))
-            .args(["-osirrox", "on", "-indev"])
-            .arg(&img)
-            .args(["-extract", "/"])
-            .arg(&out),
-    );
+    let log = xorriso_extract(&img, "/", &out);
     for bad in ["WARNING", "FAILURE", "SORRY", "MISHAP"] {
         assert!(!log.contains(bad), "xorriso complains:\n{log}");
     }
@@ -407,13 +412,7 @@ fn the_image_is_sparse() {
         "{allocated} bytes allocated of {size}"
     );
     let extracted = dir.path().join("TAIL");
-    run_all(
-        Command::new(tool("xorriso", "xorriso"))
-            .args(["-osirrox", "on", "-indev"])
-            .arg(&img)
-            .args(["-extract", "/TAIL"])
-            .arg(&extracted),
-    );
+    xorriso_extract(&img, "/TAIL", &extracted);
     assert!(std::fs::read(extracted).unwrap() == tail);
 }
 
@@ -544,13 +543,7 @@ fn directories_spanning_several_blocks_read_back() {
         .collect();
     let img = write_iso(dir.path(), "m.iso", "MANY", b"boot", &files);
     let out = dir.path().join("x");
-    run_all(
-        Command::new(tool("xorriso", "xorriso"))
-            .args(["-osirrox", "on", "-indev"])
-            .arg(&img)
-            .args(["-extract", "/MANY"])
-            .arg(&out),
-    );
+    xorriso_extract(&img, "/MANY", &out);
     for (name, data) in names.iter().zip(&datas) {
         let got = std::fs::read(out.join(name.trim_start_matches("MANY/"))).unwrap();
         assert_eq!(&got, data, "{name}");

@@ -343,35 +343,23 @@ fn minimal_example(arch: &str, uname: &str) {
         kernel_boot.expect(SERVICE_LINE).as_secs_f64(),
         kernel_boot.took.as_secs_f64()
     );
-    // The same system from the disk image: the firmware (OVMF, AAVMF) finds
-    // EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI) on the EFI system partition, systemd's stub starts
-    // the kernel with the initrd and command line it carries, and oxkit's init runs the same
+    // The same system from the disk image, then from the ISO in a CD drive: the firmware
+    // (OVMF, AAVMF) finds EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI), systemd's stub starts the
+    // kernel with the initrd and command line it carries, and oxkit's init runs the same
     // containers.
-    let efi_boot = boot(&env, arch, &name, &["--uefi"]);
-    assert!(
-        efi_boot.stderr.contains("under UEFI"),
-        "{}",
-        efi_boot.stderr
-    );
-    check_boot(&efi_boot, uname);
-    eprintln!(
-        "UEFI boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
-        efi_boot.expect(INIT_LINE).as_secs_f64(),
-        efi_boot.took.as_secs_f64()
-    );
-    // And from the ISO, in a CD drive.
-    let cd_boot = boot(&env, arch, &name, &["--iso"]);
-    assert!(
-        cd_boot.stderr.contains("under UEFI from CD"),
-        "{}",
-        cd_boot.stderr
-    );
-    check_boot(&cd_boot, uname);
-    eprintln!(
-        "UEFI CD boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
-        cd_boot.expect(INIT_LINE).as_secs_f64(),
-        cd_boot.took.as_secs_f64()
-    );
+    for (flag, says, what) in [
+        ("--uefi", "under UEFI (", "disk"),
+        ("--iso", "under UEFI from CD", "CD"),
+    ] {
+        let uefi_boot = boot(&env, arch, &name, &[flag]);
+        assert!(uefi_boot.stderr.contains(says), "{}", uefi_boot.stderr);
+        check_boot(&uefi_boot, uname);
+        eprintln!(
+            "UEFI {what} boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
+            uefi_boot.expect(INIT_LINE).as_secs_f64(),
+            uefi_boot.took.as_secs_f64()
+        );
+    }
 }
 
 /// systemd's EFI stub for `arch`: Debian's systemd-boot-efi, installed for the host's
