@@ -25,19 +25,6 @@ fn binutils(name: &str) -> PathBuf {
     oxkit_testkit::require_tool_from(name, "binutils")
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 // ---- a minimal PE image, and a reader of one, independent of the code under test ----
 
 const LFANEW: usize = 0x80;
@@ -538,7 +525,7 @@ fn uki_never_panics_on_mutated_synthetic_stubs() {
 
 /// `objdump -h` rows: (name, size, vma, file offset).
 fn objdump_sections(objdump: &Path, image: &Path) -> Vec<(String, u64, u64, u64)> {
-    let out = run(Command::new(objdump).arg("-h").arg(image));
+    let out = oxkit_testkit::run_ok(Command::new(objdump).arg("-h").arg(image));
     out.lines()
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
@@ -603,10 +590,12 @@ fn real_stub_uki_reads_back_with_objdump_and_objcopy() {
             "{name} file offset {offset:#x} aligned"
         );
         let out = dir.path().join(format!("{}.bin", &name[1..]));
-        run(Command::new(&objcopy)
-            .args(["-O", "binary", &format!("--only-section={name}")])
-            .arg(&uki_path)
-            .arg(&out));
+        oxkit_testkit::run_ok(
+            Command::new(&objcopy)
+                .args(["-O", "binary", &format!("--only-section={name}")])
+                .arg(&uki_path)
+                .arg(&out),
+        );
         let got = std::fs::read(&out).expect("read objcopy output");
         assert!(got == data, "objcopy gives back {name}'s bytes");
     }
@@ -614,7 +603,7 @@ fn real_stub_uki_reads_back_with_objdump_and_objcopy() {
     // The checksum field holds the image's checksum, and objdump agrees it is what we wrote.
     let sum = checksum_field(&uki);
     assert_eq!(sum, expected_checksum(&uki));
-    let private = run(Command::new(&objdump).arg("-p").arg(&uki_path));
+    let private = oxkit_testkit::run_ok(Command::new(&objdump).arg("-p").arg(&uki_path));
     assert!(
         private.contains(&format!("CheckSum\t\t{sum:08x}")),
         "objdump -p shows CheckSum {sum:08x}:\n{private}"
