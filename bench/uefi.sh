@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# The UEFI outputs: `oxkit build -f raw-efi,iso-efi` against the standard tools doing the same
-# job after `oxkit build -f kernel+initrd` in the same run: systemd's documented way to make a
-# unified kernel image (`objcopy --add-section` onto the EFI stub); `sgdisk`, `mkfs.vfat
+# The UEFI outputs: `oxkit build -f raw-efi,iso-efi,qcow2-efi` against the standard tools doing
+# the same job after `oxkit build -f kernel+initrd` in the same run: systemd's documented way to
+# make a unified kernel image (`objcopy --add-section` onto the EFI stub); `sgdisk`, `mkfs.vfat
 # --offset` and `mcopy` for the GPT disk and its EFI system partition; `mkfs.vfat`, `mcopy` and
-# `xorriso -as mkisofs -e` for the ISO's El Torito UEFI boot image. Both start from the same
+# `xorriso -as mkisofs -e` for the ISO's El Torito UEFI boot image; `qemu-img convert -O qcow2`
+# for the qcow2 disk. Both start from the same
 # images (about MB megabytes) with a warm page cache; medians of RUNS, and their ratio (below 1
 # is faster).
 #   bench/uefi.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs systemd-boot-efi, binutils,
-#                                gdisk, dosfstools, mtools, xorriso)
+#                                gdisk, dosfstools, mtools, xorriso, qemu-utils)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 total_mb=${1:-100}
 runs=${2:-5}
 stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
-for t in objcopy sgdisk mkfs.vfat mcopy xorriso; do
-  command -v "$t" >/dev/null || { echo "uefi.sh needs $t (binutils, gdisk, dosfstools, mtools, xorriso)" >&2; exit 1; }
+for t in objcopy sgdisk mkfs.vfat mcopy xorriso qemu-img; do
+  command -v "$t" >/dev/null || { echo "uefi.sh needs $t (binutils, gdisk, dosfstools, mtools, xorriso, qemu-utils)" >&2; exit 1; }
 done
 [ -f "$stub" ] || { echo "uefi.sh needs $stub (apt-get install systemd-boot-efi)" >&2; exit 1; }
 build_oxkit
@@ -45,7 +46,7 @@ services:
 YML
 printf 'ID=oxkit\n' >"$work/osrel"
 
-ours() { "$ox" -q build -f raw-efi,iso-efi --dir "$work/ox" "$work/bench.yml"; }
+ours() { "$ox" -q build -f raw-efi,iso-efi,qcow2-efi --dir "$work/ox" "$work/bench.yml"; }
 tools() {
   local d=$work/tools
   rm -rf "$d" && mkdir -p "$d"
@@ -64,6 +65,7 @@ tools() {
   mkfs.vfat -F 32 --offset 2048 "$d/disk.img" $(( esp_mb * 1024 )) >/dev/null 2>&1
   mmd -i "$d/disk.img@@1M" ::/EFI ::/EFI/BOOT
   mcopy -i "$d/disk.img@@1M" "$d/uki.efi" ::/EFI/BOOT/BOOTX64.EFI
+  qemu-img convert -f raw -O qcow2 "$d/disk.img" "$d/disk.qcow2"
   mkdir -p "$d/iso/EFI/BOOT"
   truncate -s ${esp_mb}M "$d/iso/EFI/BOOT/EFIBOOT.IMG"
   mkfs.vfat -F 32 "$d/iso/EFI/BOOT/EFIBOOT.IMG" >/dev/null 2>&1
@@ -80,7 +82,8 @@ for _ in $(seq "$runs"); do
 done
 o=$(median <"$work/t.ours"); t=$(median <"$work/t.tools")
 printf 'images %d MB, %d runs, %d cores\n' "$total_mb" "$runs" "$(nproc)"
-printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy, xorriso  %6.2fs  (%d MB disk, %d MB ISO)\n' "$t" \
-  "$(du -m --apparent-size "$work/tools/disk.img" | cut -f1)" "$(du -m --apparent-size "$work/tools/efi.iso" | cut -f1)"
-printf 'oxkit build -f raw-efi,iso-efi                           %6.2fs  (%d MB disk, %d MB ISO)  ratio %.2f (target <= 1.0)\n' \
-  "$o" "$(du -m --apparent-size "$work/ox/bench-efi.img" | cut -f1)" "$(du -m --apparent-size "$work/ox/bench-efi.iso" | cut -f1)" "$(echo "$o / $t" | bc -l)"
+mb() { du -m --apparent-size "$1" | cut -f1; }
+printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy, xorriso, qemu-img  %6.2fs  (%d MB disk, %d MB ISO, %d MB qcow2)\n' "$t" \
+  "$(mb "$work/tools/disk.img")" "$(mb "$work/tools/efi.iso")" "$(mb "$work/tools/disk.qcow2")"
+printf 'oxkit build -f raw-efi,iso-efi,qcow2-efi                            %6.2fs  (%d MB disk, %d MB ISO, %d MB qcow2)  ratio %.2f (target <= 1.0)\n' \
+  "$o" "$(mb "$work/ox/bench-efi.img")" "$(mb "$work/ox/bench-efi.iso")" "$(mb "$work/ox/bench-efi.qcow2")" "$(echo "$o / $t" | bc -l)"

@@ -11,7 +11,7 @@
 //!    metadata, reading each layer once and refusing entries that would escape the root; a
 //!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
-//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`): reproducible bytes, flat
+//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `qcow2-efi`): reproducible bytes, flat
 //!    memory (but for the UEFI formats' kernel image), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
@@ -36,6 +36,7 @@ mod iso;
 mod layout;
 mod ocispec;
 mod output;
+mod qcow2;
 mod remote;
 mod tree;
 pub mod trust;

@@ -13,7 +13,9 @@
 //!   arm64), so UEFI firmware boots it with no boot loader and no configuration. LinuxKit's
 //!   `raw-efi` boots the same kernel, initrd and command line through GRUB;
 //! - `iso-efi`: `NAME-efi.iso`, an ISO 9660 image whose El Torito catalog boots, on UEFI, a FAT
-//!   image holding the same unified kernel image (see [`crate::iso`]).
+//!   image holding the same unified kernel image (see [`crate::iso`]);
+//! - `qcow2-efi`: `NAME-efi.qcow2`, the `raw-efi` disk as a qcow2 image (see [`crate::qcow2`]):
+//!   only its clusters that hold data are stored.
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
 //! when all outputs of the build are complete: a failed build leaves nothing behind, and a
@@ -38,6 +40,11 @@ use oxkit_store::layer::ParallelGzip;
 /// The gzip level of the initrd (gzip's default, as `gzip -6` and LinuxKit's pgzip).
 const GZIP_LEVEL: u32 = 6;
 
+/// What the UEFI formats' files are called after `DIR/NAME`, as LinuxKit names them.
+const RAW_EFI_SUFFIX: &str = "-efi.img";
+const ISO_EFI_SUFFIX: &str = "-efi.iso";
+const QCOW2_EFI_SUFFIX: &str = "-efi.qcow2";
+
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Format {
@@ -46,20 +53,28 @@ pub enum Format {
     TarKernelInitrd,
     RawEfi,
     IsoEfi,
+    Qcow2Efi,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 5] = [
+    pub const ALL: [&'static str; 6] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
         "raw-efi",
         "iso-efi",
+        "qcow2-efi",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
     pub fn streamable(self) -> bool {
         self == Format::Tar
+    }
+
+    /// Whether the format is booted by UEFI firmware (it holds a unified kernel image, made
+    /// from an EFI stub).
+    pub fn is_uefi(self) -> bool {
+        matches!(self, Format::RawEfi | Format::IsoEfi | Format::Qcow2Efi)
     }
 
     pub fn name(self) -> &'static str {
@@ -69,6 +84,7 @@ impl Format {
             Format::TarKernelInitrd => "tar-kernel-initrd",
             Format::RawEfi => "raw-efi",
             Format::IsoEfi => "iso-efi",
+            Format::Qcow2Efi => "qcow2-efi",
         }
     }
 }
@@ -82,6 +98,7 @@ impl std::str::FromStr for Format {
             "tar-kernel-initrd" => Ok(Format::TarKernelInitrd),
             "raw-efi" => Ok(Format::RawEfi),
             "iso-efi" => Ok(Format::IsoEfi),
+            "qcow2-efi" => Ok(Format::Qcow2Efi),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other disk, ISO and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -105,7 +122,7 @@ pub struct OutputPlan {
     pub base: PathBuf,
     /// The tar output, when `tar` is the format.
     pub tar: Option<TarDestination>,
-    /// systemd's EFI stub, for `raw-efi` and `iso-efi` (see [`default_efi_stub`]).
+    /// systemd's EFI stub, for the UEFI formats (see [`default_efi_stub`]).
     pub efi_stub: Option<PathBuf>,
 }
 
@@ -212,14 +229,22 @@ impl OutputPlan {
 
     /// The EFI stub, read and checked, when a UEFI format is planned.
     fn efi_stub_for_outputs(&self) -> Result<Option<Stub>> {
-        let raw_efi = self.formats.contains(&Format::RawEfi);
-        if !raw_efi && !self.formats.contains(&Format::IsoEfi) {
+        let Some(first) = self.first_uefi_output() else {
             return Ok(None);
-        }
-        let first = self.with_suffix(if raw_efi { "-efi.img" } else { "-efi.iso" });
+        };
         read_efi_stub(self)
             .map(Some)
             .map_err(|e| Error::output(first, e))
+    }
+
+    /// The file of the first UEFI format planned (what errors about the EFI stub name).
+    fn first_uefi_output(&self) -> Option<PathBuf> {
+        self.formats.iter().find_map(|f| match f {
+            Format::RawEfi => Some(self.with_suffix(RAW_EFI_SUFFIX)),
+            Format::IsoEfi => Some(self.with_suffix(ISO_EFI_SUFFIX)),
+            Format::Qcow2Efi => Some(self.with_suffix(QCOW2_EFI_SUFFIX)),
+            _ => None,
+        })
     }
 
     fn with_suffix(&self, suffix: &str) -> PathBuf {
@@ -268,6 +293,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     fs_err::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
     let raw_efi = plan.formats.contains(&Format::RawEfi);
     let iso_efi = plan.formats.contains(&Format::IsoEfi);
+    let qcow2_efi = plan.formats.contains(&Format::Qcow2Efi);
     // Read again here (callers check the plan first, see `OutputPlan::check`): what is built
     // is what the file holds now.
     let stub = plan.efi_stub_for_outputs()?;
@@ -313,7 +339,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     }
     let kernel_initrd = plan.formats.contains(&Format::KernelInitrd);
     let tar_kernel_initrd = plan.formats.contains(&Format::TarKernelInitrd);
-    if kernel_initrd || tar_kernel_initrd || raw_efi || iso_efi {
+    if kernel_initrd || tar_kernel_initrd || stub.is_some() {
         let initrd_path = plan.with_suffix("-initrd.img");
         let initrd_tmp = temp_for(&initrd_path)?;
         let kernel_path = plan.with_suffix("-kernel");
@@ -338,22 +364,35 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
         emit(a, store, &mut sink, &dir)?;
         let done = sink.finish()?;
         if let Some(stub) = &stub {
-            let first = if raw_efi { "-efi.img" } else { "-efi.iso" };
+            let first = plan.first_uefi_output().unwrap_or_default();
             let uki = build_uki(stub, &done, &initrd_tmp, &kernel_tmp)
-                .map_err(|e| Error::output(plan.with_suffix(first), e))?;
+                .map_err(|e| Error::output(first, e))?;
             let seed = oxkit_spec::Digest::sha256(&uki);
             let boot = [crate::disk::EspFile {
                 path: stub.boot_path,
                 data: &uki,
             }];
+            let mut raw_disk: Option<File> = None;
             if raw_efi {
-                let path = plan.with_suffix("-efi.img");
+                let path = plan.with_suffix(RAW_EFI_SUFFIX);
                 let tmp = temp_for(&path)?;
-                write_raw_efi(&tmp, &boot, &seed).map_err(|e| Error::output(&path, e))?;
+                write_raw_efi(tmp.as_file(), &boot, &seed).map_err(|e| Error::output(&path, e))?;
+                raw_disk = Some(
+                    tmp.as_file()
+                        .try_clone()
+                        .map_err(|e| Error::output(&path, e))?,
+                );
+                pending.push(Pending { path, tmp });
+            }
+            if qcow2_efi {
+                let path = plan.with_suffix(QCOW2_EFI_SUFFIX);
+                let tmp = temp_for(&path)?;
+                write_qcow2_efi(&tmp, raw_disk.take(), &boot, &seed, &dir)
+                    .map_err(|e| Error::output(&path, e))?;
                 pending.push(Pending { path, tmp });
             }
             if iso_efi {
-                let path = plan.with_suffix("-efi.iso");
+                let path = plan.with_suffix(ISO_EFI_SUFFIX);
                 let tmp = temp_for(&path)?;
                 write_iso_efi(&tmp, &boot, &seed, &dir).map_err(|e| Error::output(&path, e))?;
                 pending.push(Pending { path, tmp });
@@ -473,13 +512,43 @@ fn build_uki(
 /// `raw-efi`: the boot program on a fresh EFI system partition. `seed` (the program's digest)
 /// makes the GUIDs and volume id.
 fn write_raw_efi(
-    out: &NamedTempFile,
+    out: &File,
     boot: &[crate::disk::EspFile<'_>],
     seed: &oxkit_spec::Digest,
 ) -> std::result::Result<(), String> {
-    let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
+    let mut file = out.try_clone().map_err(|e| e.to_string())?;
     crate::disk::write_esp_disk(&mut file, boot, seed.hex().as_bytes())?;
     file.sync_all().map_err(|e| e.to_string())
+}
+
+/// `qcow2-efi`: the `raw-efi` disk (`raw`, when that output was written too; otherwise it is
+/// written to a temporary file in `dir`) as a qcow2 image.
+fn write_qcow2_efi(
+    out: &NamedTempFile,
+    raw: Option<File>,
+    boot: &[crate::disk::EspFile<'_>],
+    seed: &oxkit_spec::Digest,
+    dir: &Path,
+) -> std::result::Result<(), String> {
+    let raw = match raw {
+        Some(f) => f,
+        None => {
+            let mut f = tempfile::tempfile_in(dir)
+                .map_err(|e| format!("cannot create a temporary file in {}: {e}", dir.display()))?;
+            crate::disk::write_esp_disk(&mut f, boot, seed.hex().as_bytes())?;
+            f
+        }
+    };
+    let len = raw
+        .metadata()
+        .map_err(|e| format!("cannot read back the raw disk: {e}"))?
+        .len();
+    let mut w = BufWriter::with_capacity(1 << 20, out.as_file());
+    crate::qcow2::write_qcow2(&raw, len, &mut w)
+        .and_then(|_| w.flush())
+        .map_err(|e| format!("cannot write the qcow2 image: {e}"))?;
+    drop(w);
+    out.as_file().sync_all().map_err(|e| e.to_string())
 }
 
 /// `iso-efi`: the boot program in a FAT image that the ISO's El Torito catalog boots.

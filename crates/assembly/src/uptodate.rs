@@ -88,12 +88,8 @@ pub fn inputs_digest(
     for f in &plan.formats {
         put("format", f.name().as_bytes());
     }
-    if plan.formats.iter().any(|f| {
-        matches!(
-            f,
-            crate::output::Format::RawEfi | crate::output::Format::IsoEfi
-        )
-    }) && let Some(stub) = &plan.efi_stub
+    if plan.formats.iter().any(|f| f.is_uefi())
+        && let Some(stub) = &plan.efi_stub
     {
         // The stub is part of the disk image: another stub, another image.
         put("efi-stub", stub.as_os_str().as_encoded_bytes());

@@ -86,8 +86,8 @@ pub enum Boot {
         /// arguments when empty.
         cmdline: String,
     },
-    /// A `raw-efi` disk image or an `iso-efi` CD image, booted by UEFI firmware (`-bios`);
-    /// the command line is inside the image. A disk is the first virtio disk, a CD a SCSI CD
+    /// A `raw-efi` or `qcow2-efi` disk image or an `iso-efi` CD image, booted by UEFI firmware
+    /// (`-bios`); the command line is inside the image. A disk is the first virtio disk, a CD a SCSI CD
     /// drive on virtio-scsi (which OVMF and AAVMF boot from on every machine type).
     Uefi {
         firmware: PathBuf,
@@ -183,7 +183,7 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, qmp_socket: &Path) -> Vec<OsString
             match media {
                 Media::Disk => disks.push(Disk {
                     path: image.clone(),
-                    format: Some("raw".into()),
+                    format: Some(crate::files::disk_format(image).into()),
                 }),
                 Media::Cdrom => {
                     let mut drive = OsString::from("file=");
@@ -396,6 +396,17 @@ mod tests {
             joined.contains(
                 "-drive file=out/minimal-efi.img,if=virtio,format=raw -drive file=data.img,if=virtio"
             ),
+            "{joined}"
+        );
+        // A qcow2-efi disk is attached as qcow2.
+        s.boot = Boot::Uefi {
+            firmware: "/usr/share/ovmf/OVMF.fd".into(),
+            image: "out/minimal-efi.qcow2".into(),
+            media: Media::Disk,
+        };
+        let joined = strings(qemu_args(&s, Accel::Tcg, Path::new("/q"))).join(" ");
+        assert!(
+            joined.contains("-drive file=out/minimal-efi.qcow2,if=virtio,format=qcow2 -drive"),
             "{joined}"
         );
         for flag in ["-kernel", "-initrd", "-append"] {

@@ -32,12 +32,13 @@ pub enum VmError {
     },
 
     #[error(
-        "{path} not found: {name} must name a {format} output ({name}{suffix}); build an image in the {format} format first{hint}"
+        "{path} not found: {name} must name a {format} output ({expected}); build an image in the {format} format first{hint}"
     )]
     EfiOutputMissing {
         path: PathBuf,
         name: String,
-        suffix: &'static str,
+        /// The files looked for.
+        expected: String,
         format: &'static str,
         hint: String,
     },

@@ -57,24 +57,37 @@ impl BootFiles {
     }
 }
 
-/// The image of a UEFI output, which must exist: `NAME-efi.img` (`raw-efi`) for
-/// [`Media::Disk`], `NAME-efi.iso` (`iso-efi`) for [`Media::Cdrom`].
+/// The image of a UEFI output, which must exist: for [`Media::Disk`] `NAME-efi.img`
+/// (`raw-efi`), else `NAME-efi.qcow2` (`qcow2-efi`); for [`Media::Cdrom`] `NAME-efi.iso`
+/// (`iso-efi`). See [`disk_format`] for how a disk is attached.
 pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
-    let (suffix, format) = match media {
-        Media::Disk => ("-efi.img", "raw-efi"),
-        Media::Cdrom => ("-efi.iso", "iso-efi"),
+    let (suffixes, format): (&[&str], _) = match media {
+        Media::Disk => (&["-efi.img", "-efi.qcow2"], "raw-efi or qcow2-efi"),
+        Media::Cdrom => (&["-efi.iso"], "iso-efi"),
     };
-    let image = suffixed(name, suffix);
-    if image.is_file() {
-        Ok(image)
+    let candidates: Vec<PathBuf> = suffixes.iter().map(|s| suffixed(name, s)).collect();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    Err(VmError::EfiOutputMissing {
+        path: candidates[0].clone(),
+        name: name.display().to_string(),
+        expected: candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or "),
+        format,
+        hint: hint(name),
+    })
+}
+
+/// How QEMU reads a UEFI disk image: `qcow2` for a `qcow2-efi` output (`.qcow2`), else `raw`.
+pub fn disk_format(image: &Path) -> &'static str {
+    if image.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
     } else {
-        Err(VmError::EfiOutputMissing {
-            path: image,
-            name: name.display().to_string(),
-            suffix,
-            format,
-            hint: hint(name),
-        })
+        "raw"
     }
 }
 
@@ -125,11 +138,18 @@ fn suffixed(name: &Path, suffix: &str) -> PathBuf {
 /// A common slip is passing one of the output's files instead of its name.
 fn hint(name: &Path) -> String {
     let text = name.to_string_lossy();
-    ["-kernel", "-initrd.img", "-cmdline", "-efi.img", "-efi.iso"]
-        .iter()
-        .find_map(|suffix| text.strip_suffix(suffix))
-        .map(|prefix| format!(" (did you mean {prefix}?)"))
-        .unwrap_or_default()
+    [
+        "-kernel",
+        "-initrd.img",
+        "-cmdline",
+        "-efi.img",
+        "-efi.iso",
+        "-efi.qcow2",
+    ]
+    .iter()
+    .find_map(|suffix| text.strip_suffix(suffix))
+    .map(|prefix| format!(" (did you mean {prefix}?)"))
+    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -197,11 +217,24 @@ mod tests {
         let err =
             efi_image(&dir.path().join("minimal-efi.img"), Media::Disk).expect_err("file given");
         assert!(err.to_string().contains("did you mean"), "{err}");
-        std::fs::write(dir.path().join("minimal-efi.img"), b"disk").expect("disk");
-        assert_eq!(
-            efi_image(&name, Media::Disk).expect("found"),
-            dir.path().join("minimal-efi.img")
+        let err = efi_image(&name, Media::Disk).expect_err("no disk");
+        assert!(
+            err.to_string().contains("minimal-efi.qcow2") && err.to_string().contains("qcow2-efi"),
+            "{err}"
         );
+        // A qcow2-efi output alone is found, and attached as qcow2.
+        std::fs::write(dir.path().join("minimal-efi.qcow2"), b"qcow").expect("qcow2");
+        let found = efi_image(&name, Media::Disk).expect("found");
+        assert_eq!(found, dir.path().join("minimal-efi.qcow2"));
+        assert_eq!(disk_format(&found), "qcow2");
+        let err =
+            efi_image(&dir.path().join("minimal-efi.qcow2"), Media::Disk).expect_err("file given");
+        assert!(err.to_string().contains("did you mean"), "{err}");
+        // With both, the raw disk, as raw.
+        std::fs::write(dir.path().join("minimal-efi.img"), b"disk").expect("disk");
+        let found = efi_image(&name, Media::Disk).expect("found");
+        assert_eq!(found, dir.path().join("minimal-efi.img"));
+        assert_eq!(disk_format(&found), "raw");
 
         let err = efi_image(&name, Media::Cdrom).expect_err("no iso");
         assert!(

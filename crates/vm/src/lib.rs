@@ -1,12 +1,11 @@
 //! Boots a `kernel+initrd` output (`NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline`), or a
-//! `raw-efi` (`NAME-efi.img`) or `iso-efi` (`NAME-efi.iso`) one under UEFI firmware, in QEMU with the guest's serial console
-//! on the caller's terminal: the engine behind `oxkit run qemu`, shaped like LinuxKit's
+//! `raw-efi` (`NAME-efi.img`), `qcow2-efi` (`NAME-efi.qcow2`) or `iso-efi` (`NAME-efi.iso`)
+//! one under UEFI firmware, in QEMU with the guest's serial console on the caller's terminal: the engine behind `oxkit run qemu`, shaped like LinuxKit's
 //! `linuxkit run qemu`.
 //!
 //! It is split so that everything but the process handling is tested without QEMU:
 //! - [`BootFiles`] finds the three files of an output and reads its command line;
-//!   [`efi_image`] and [`uefi_firmware`] find a `raw-efi` or `iso-efi` output and the
-//!   firmware to boot it;
+//!   [`efi_image`] and [`uefi_firmware`] find a UEFI output and the firmware to boot it;
 //! - [`kernel_cmdline`] and [`qemu_args`] are pure: they turn a [`VmSpec`] into the exact
 //!   QEMU arguments (unit-tested against expected argument lists);
 //! - [`resolve_accel`] decides between KVM and TCG; `auto` boots the kernel briefly under KVM
@@ -32,7 +31,7 @@ pub use accel::{AccelChoice, AccelDecision, KVM_PROBE_TIMEOUT, resolve_accel};
 pub use arch::Arch;
 pub use args::{Accel, Boot, Disk, Media, Networking, VmSpec, kernel_cmdline, qemu_args};
 pub use error::VmError;
-pub use files::{BootFiles, efi_image, uefi_firmware};
+pub use files::{BootFiles, disk_format, efi_image, uefi_firmware};
 pub use process::{Outcome, RunReport, run};
 pub use units::{parse_duration, parse_memory_mib};
 

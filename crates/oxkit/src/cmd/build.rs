@@ -29,7 +29,8 @@ tar (NAME.tar, or -o FILE / -o - for standard output), tar-kernel-initrd (NAME-i
 raw-efi (NAME-efi.img: a GPT disk whose EFI system partition holds the kernel, initrd and \
 command line as one unified kernel image, booted by UEFI firmware directly; needs systemd's EFI \
 stub, from Debian's systemd-boot-efi or --efi-stub), iso-efi (NAME-efi.iso: an ISO 9660 image \
-whose El Torito catalog boots the same unified kernel image on UEFI). NAME defaults to the last \
+whose El Torito catalog boots the same unified kernel image on UEFI), qcow2-efi \
+(NAME-efi.qcow2: the raw-efi disk as a qcow2 image). NAME defaults to the last \
 YAML file's name without its extension.\n\n\
 Images come from the local store, else from their registry (only the platform of --arch). \
 Output is reproducible: the same YAML and images give the same bytes (mtimes are \
@@ -55,7 +56,7 @@ pub struct BuildArgs {
     /// Architecture to build for [default: this machine's]
     #[arg(long, value_name = "ARCH")]
     arch: Option<String>,
-    /// systemd's EFI stub, for raw-efi and iso-efi [default: /usr/lib/systemd/boot/efi/linuxx64.efi.stub,
+    /// systemd's EFI stub, for raw-efi, iso-efi and qcow2-efi [default: /usr/lib/systemd/boot/efi/linuxx64.efi.stub,
     /// or linuxaa64.efi.stub for arm64]
     #[arg(long, value_name = "FILE")]
     efi_stub: Option<PathBuf>,

@@ -94,13 +94,13 @@ fn uefi_checks() -> Vec<Check> {
             None if host == Some(arch) => Check {
                 id: format!("efi-stub/{name}"),
                 status: Status::Missing,
-                summary: "systemd's EFI stub not found: build --format raw-efi cannot work".into(),
+                summary: "systemd's EFI stub not found: the UEFI formats (raw-efi, iso-efi, qcow2-efi) cannot be built".into(),
                 fix: Some("apt-get install systemd-boot-efi, or pass --efi-stub FILE".into()),
             },
             None => Check {
                 id: format!("efi-stub/{name}"),
                 status: Status::Info,
-                summary: format!("raw-efi for {name} needs its stub passed with --efi-stub"),
+                summary: format!("the UEFI formats for {name} need its stub passed with --efi-stub"),
                 fix: Some(format!(
                     "apt-get download systemd-boot-efi:{name} && dpkg-deb -x systemd-boot-efi_*_{name}.deb DIR"
                 )),
@@ -116,7 +116,7 @@ fn uefi_checks() -> Vec<Check> {
             Err(_) => Check {
                 id: format!("uefi-firmware/{name}"),
                 status: Status::Missing,
-                summary: "no UEFI firmware: run qemu --uefi cannot boot raw-efi images".into(),
+                summary: "no UEFI firmware: run qemu --uefi cannot boot the UEFI formats".into(),
                 fix: Some(format!("apt-get install {firmware_package}")),
             },
         });

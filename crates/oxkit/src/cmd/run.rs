@@ -1,4 +1,4 @@
-//! `oxkit run qemu`: boots a kernel+initrd output, or a raw-efi one under UEFI firmware, in
+//! `oxkit run qemu`: boots a kernel+initrd output, or a UEFI one (raw-efi, qcow2-efi, iso-efi), in
 //! QEMU with the guest console on stdout, like `linuxkit run qemu`. Exit code 0 only when the guest powers off; 1 when it times out,
 //! reboots, panics or QEMU fails (with one `error:` line saying which); 2 for bad flags.
 //! The work is in `oxkit-vm`; here flags become a `VmSpec` and the outcome a message.
@@ -25,12 +25,13 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 enum RunCommand {
     /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU, or
-    /// a raw-efi (NAME-efi.img) or iso-efi (NAME-efi.iso) output under UEFI firmware
+    /// a raw-efi (NAME-efi.img), qcow2-efi (NAME-efi.qcow2) or iso-efi (NAME-efi.iso) output
+    /// under UEFI firmware
     ///
     /// The guest's serial console is on stdout. The kernel command line is NAME-cmdline, then
     /// the --append arguments, plus console=ttyS0 (amd64) or console=ttyAMA0 (arm64) and
-    /// panic=-1 unless already set. With --uefi, OVMF or AAVMF boots NAME-efi.img (with --iso,
-    /// NAME-efi.iso from a CD drive) and the command line is the one inside it; that is the
+    /// panic=-1 unless already set. With --uefi, OVMF or AAVMF boots NAME-efi.img, else
+    /// NAME-efi.qcow2 (with --iso, NAME-efi.iso from a CD drive) and the command line is the one inside it; that is the
     /// default when there is no NAME-kernel but one of those. QEMU runs with -no-reboot, so a
     /// reboot ends the run. Exit status: 0 when the guest powers off; 1 when it reboots or
     /// panics, the timeout expires or QEMU fails; 2 for bad flags.
@@ -78,7 +79,7 @@ struct QemuArgs {
     /// QEMU binary [default: qemu-system-x86_64 or qemu-system-aarch64 from PATH]
     #[arg(long, value_name = "PATH")]
     qemu: Option<PathBuf>,
-    /// Boot NAME-efi.img (a raw-efi output) with UEFI firmware
+    /// Boot NAME-efi.img (a raw-efi output), else NAME-efi.qcow2 (qcow2-efi), with UEFI firmware
     #[arg(long, conflicts_with = "append")]
     uefi: bool,
     /// Boot NAME-efi.iso (an iso-efi output) from a CD drive with UEFI firmware
@@ -122,17 +123,17 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
             "cannot guess the guest architecture on this host: pass --arch amd64 or --arch arm64"
         ),
     };
-    // A raw-efi or iso-efi output alone is booted as one, without asking for --uefi.
+    // A UEFI output alone is booted as one, without asking for --uefi.
     let alone = |suffix| {
         !suffixed(&args.name, "-kernel").exists() && suffixed(&args.name, suffix).is_file()
     };
-    let media = if args.iso || (!args.uefi && !alone("-efi.img") && alone("-efi.iso")) {
+    let disk_alone = alone("-efi.img") || alone("-efi.qcow2");
+    let media = if args.iso || (!args.uefi && !disk_alone && alone("-efi.iso")) {
         Media::Cdrom
     } else {
         Media::Disk
     };
-    let uefi =
-        args.uefi || args.iso || args.firmware.is_some() || alone("-efi.img") || alone("-efi.iso");
+    let uefi = args.uefi || args.iso || args.firmware.is_some() || disk_alone || alone("-efi.iso");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let qemu = oxkit_vm::find_qemu(arch, args.qemu.as_deref(), &path)?;
     let (boot, decision) = if uefi {

@@ -610,6 +610,83 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
     assert!(!bad.join("system-efi.img").exists());
 }
 
+/// `qcow2-efi` is the `raw-efi` disk in qcow2: QEMU's own tools find the two identical and the
+/// qcow2 consistent; it is the same whether `raw-efi` is built beside it or not, and
+/// reproducible; it stores only the disk's clusters that hold data.
+#[test]
+fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
+    let env = Env::new();
+    images(&env);
+    let yml = write_system(&env);
+    let build = |dir: &str, formats: &str| {
+        run_ok(
+            env.oxkit()
+                .args(["build", "--format", formats, "--dir"])
+                .arg(env.path().join(dir))
+                .arg(&yml),
+        )
+    };
+    build("both", "raw-efi,qcow2-efi");
+    build("alone", "qcow2-efi");
+    build("again", "qcow2-efi");
+    let (raw, qcow) = (
+        env.path().join("both/system-efi.img"),
+        env.path().join("both/system-efi.qcow2"),
+    );
+    no_temporaries(&env.path().join("both"));
+    no_temporaries(&env.path().join("alone"));
+    assert!(
+        !env.path().join("alone/system-efi.img").exists(),
+        "qcow2-efi alone wrote the raw disk too"
+    );
+    for dir in ["alone", "again"] {
+        assert_eq!(
+            sha256(&qcow),
+            sha256(&env.path().join(dir).join("system-efi.qcow2")),
+            "the qcow2 built in {dir} differs"
+        );
+    }
+    let qemu_img = require_tool("qemu-img");
+    let check = run_ok(
+        Command::new(&qemu_img)
+            .args(["check", "-f", "qcow2"])
+            .arg(&qcow),
+    );
+    assert!(check.contains("No errors were found"), "{check}");
+    let same = run_ok(
+        Command::new(&qemu_img)
+            .args(["compare", "-f", "raw", "-F", "qcow2"])
+            .arg(&raw)
+            .arg(&qcow),
+    );
+    assert!(same.contains("Images are identical"), "{same}");
+    let info: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(&qemu_img)
+            .args(["info", "--output=json", "-f", "qcow2"])
+            .arg(&qcow),
+    ))
+    .unwrap();
+    let raw_len = std::fs::metadata(&raw).unwrap().len();
+    assert_eq!(info["virtual-size"], raw_len, "{info}");
+    // The disk is mostly empty FAT space: the qcow2 is about the size of what it boots.
+    let uki_len = {
+        let uki = env.path().join("uki.efi");
+        run_ok(
+            Command::new(require_tool("mcopy"))
+                .arg("-i")
+                .arg(format!("{}@@1M", raw.display()))
+                .arg("::/EFI/BOOT/BOOTX64.EFI")
+                .arg(&uki),
+        );
+        std::fs::metadata(&uki).unwrap().len()
+    };
+    let qcow_len = std::fs::metadata(&qcow).unwrap().len();
+    assert!(
+        qcow_len < uki_len + (2 << 20) && qcow_len < raw_len / 2,
+        "qcow2 {qcow_len} bytes for a {uki_len}-byte boot program on a {raw_len}-byte disk"
+    );
+}
+
 #[test]
 fn builds_are_reproducible_and_rebuilds_are_skipped() {
     let env = Env::new();

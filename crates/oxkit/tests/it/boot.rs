@@ -4,8 +4,8 @@
 //! onboot-hello, ticker and poweroff packages of `examples/packages`, `oxkit build` assembles
 //! `examples/minimal.yml` (twice, to check the outputs are reproducible), and
 //! `oxkit run qemu` boots it under TCG until the poweroff service powers the machine off. It is
-//! assembled as a `raw-efi` disk and an `iso-efi` CD image too, and booted again from each under
-//! UEFI firmware (OVMF for amd64, AAVMF for arm64).
+//! assembled as a `raw-efi` disk, an `iso-efi` CD image and a `qcow2-efi` disk too, and booted
+//! again from each under UEFI firmware (OVMF for amd64, AAVMF for arm64).
 //!
 //! amd64 runs in every test run. arm64 needs a cross-compiled init, hence the Rust target
 //! `aarch64-unknown-linux-gnu` (rustup) and Debian's `gcc-aarch64-linux-gnu` and
@@ -284,7 +284,7 @@ fn minimal_example(arch: &str, uname: &str) {
     }
     let pkg_seconds = t0.elapsed().as_secs_f64();
 
-    // Assembled twice into different directories, as kernel+initrd and as a raw-efi disk: byte
+    // Assembled twice into different directories, as kernel+initrd and the UEFI formats: byte
     // for byte the same.
     let stub = efi_stub(arch);
     let yml = repo.join("examples/minimal.yml");
@@ -297,7 +297,7 @@ fn minimal_example(arch: &str, uname: &str) {
                     "--arch",
                     arch,
                     "--format",
-                    "kernel+initrd,raw-efi,iso-efi",
+                    "kernel+initrd,raw-efi,iso-efi,qcow2-efi",
                 ])
                 .arg("--efi-stub")
                 .arg(&stub)
@@ -313,6 +313,7 @@ fn minimal_example(arch: &str, uname: &str) {
         "minimal-cmdline",
         "minimal-efi.img",
         "minimal-efi.iso",
+        "minimal-efi.qcow2",
     ] {
         let (a, b) = (
             env.path().join("out-a").join(file),
@@ -347,11 +348,21 @@ fn minimal_example(arch: &str, uname: &str) {
     // (OVMF, AAVMF) finds EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI), systemd's stub starts the
     // kernel with the initrd and command line it carries, and oxkit's init runs the same
     // containers.
-    for (flag, says, what) in [
-        ("--uefi", "under UEFI (", "disk"),
-        ("--iso", "under UEFI from CD", "CD"),
+    // Last, the qcow2 disk alone under another name: `run qemu` picks UEFI by itself, and
+    // attaches the disk as qcow2.
+    let qcow2 = env.path().join("qcow2/minimal");
+    std::fs::create_dir_all(qcow2.parent().unwrap()).unwrap();
+    std::fs::hard_link(
+        env.path().join("out-a/minimal-efi.qcow2"),
+        env.path().join("qcow2/minimal-efi.qcow2"),
+    )
+    .unwrap();
+    for (name, flag, says, what) in [
+        (&name, Some("--uefi"), "under UEFI (", "disk"),
+        (&name, Some("--iso"), "under UEFI from CD", "CD"),
+        (&qcow2, None, "under UEFI (", "qcow2 disk"),
     ] {
-        let uefi_boot = boot(&env, arch, &name, &[flag]);
+        let uefi_boot = boot(&env, arch, name, flag.as_slice());
         assert!(uefi_boot.stderr.contains(says), "{}", uefi_boot.stderr);
         check_boot(&uefi_boot, uname);
         eprintln!(

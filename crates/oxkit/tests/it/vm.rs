@@ -282,7 +282,7 @@ fn run_qemu_names_missing_output_files() {
 }
 
 /// Which boot `run qemu` picks from the files a name has: a kernel+initrd output when there is
-/// one, else a UEFI disk, else a UEFI CD; `--iso` insists on the CD. QEMU is `false` here, so
+/// one, else a UEFI disk (raw or qcow2), else a UEFI CD; `--iso` insists on the CD. QEMU is `false` here, so
 /// each run stops right after the line saying what it boots.
 #[test]
 fn run_qemu_picks_the_boot_from_the_outputs_there() {
@@ -305,6 +305,12 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
     let (_, stderr) = picks("disk", &[]);
     assert!(
         stderr.contains("booting disk under UEFI (") && !stderr.contains("from CD"),
+        "{stderr}"
+    );
+    touch("q-efi.qcow2");
+    let (_, stderr) = picks("q", &[]);
+    assert!(
+        stderr.contains("booting q under UEFI (") && !stderr.contains("from CD"),
         "{stderr}"
     );
     touch("cd-efi.iso");
