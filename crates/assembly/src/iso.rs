@@ -1,7 +1,15 @@
-//! Bootable UEFI CD images (`iso-efi`): an ISO 9660 file system whose El Torito boot catalog
-//! names one boot image for UEFI, a FAT file system ([`crate::disk::write_fat_image`]) holding
-//! `EFI/BOOT/BOOTX64.EFI` (or `BOOTAA64.EFI`). UEFI firmware reads no ISO 9660 directory to
-//! boot: it exposes that image as a partition and starts the removable-media boot file in it.
+//! Bootable CD images: an ISO 9660 file system whose El Torito boot catalog names one boot
+//! image, for UEFI (`iso-efi`) or for a PC BIOS (`iso-bios`).
+//!
+//! - For UEFI, the boot image is a FAT file system ([`crate::disk::write_fat_image`]) holding
+//!   `EFI/BOOT/BOOTX64.EFI` (or `BOOTAA64.EFI`). UEFI firmware reads no ISO 9660 directory to
+//!   boot: it exposes that image as a partition and starts the removable-media boot file in it.
+//! - For a BIOS, the boot image is a program the BIOS loads and runs, here ISOLINUX's
+//!   `isolinux.bin`, which then reads the ISO 9660 directories itself (for `ldlinux.c32`, its
+//!   configuration, the kernel and the initrd). It gets a boot information table, as `mkisofs
+//!   -boot-info-table` writes it: bytes 8 to 63 of the image hold the primary volume
+//!   descriptor's block, the image's own block and length and a checksum of the rest, which is
+//!   how `isolinux.bin` finds itself on the CD.
 //!
 //! Layout, in 2048-byte blocks: the system area (0-15, zeros), the primary volume descriptor
 //! (16), the El Torito boot record (17), the volume descriptor set terminator (18), the boot
@@ -9,12 +17,14 @@
 //! image, then the other files in directory order. The boot image is also a file of the tree
 //! (as xorriso shows `-e`'s image); the catalog is not (LinuxKit hides it).
 //!
-//! The catalog is what xorriso 1.5 writes for `-as mkisofs -e IMG -no-emul-boot` alone: a
-//! validation entry for platform 0xEF (EFI) and the initial/default entry (bootable, no
-//! emulation, load segment 0, the image's block), no section headers. Its sector count is the
-//! image's size in 2048-byte blocks counted in 512-byte sectors, or 0 when that does not fit 16
-//! bits (every FAT32 image does); EDK2 (OVMF, AAVMF) then makes the partition run from the image
-//! to the end of the volume, which holds the whole image.
+//! The catalog is what xorriso 1.5 writes for `-as mkisofs -e IMG -no-emul-boot` alone (UEFI)
+//! or `-b IMG -no-emul-boot -boot-load-size 4 -boot-info-table` (BIOS): a validation entry for
+//! platform 0xEF (EFI) or 0 (x86) and the initial/default entry (bootable, no emulation, load
+//! segment 0, the image's block), no section headers. A BIOS loads the entry's sector count of
+//! 512-byte sectors: 4, the first 2 KiB, which is what `isolinux.bin` expects. For UEFI the
+//! count is the image's size in 2048-byte blocks counted in 512-byte sectors, or 0 when that
+//! does not fit 16 bits (every FAT32 image does); EDK2 (OVMF, AAVMF) then makes the partition
+//! run from the image to the end of the volume, which holds the whole image.
 //!
 //! Names are plain ISO 9660 (no Rock Ridge, no Joliet) at interchange level 2: components are
 //! upper-cased and must then be d-characters (`A-Z`, `0-9`, `_`); a directory name is at most
@@ -58,7 +68,13 @@ const RECORD_DATE: [u8; 7] = [80, 1, 1, 0, 0, 0, 0];
 const VOLUME_DATE: &[u8; 17] = b"1980010100000000\0";
 const UNSPECIFIED_DATE: &[u8; 17] = b"0000000000000000\0";
 const FLAG_DIRECTORY: u8 = 0x02;
+const PLATFORM_X86: u8 = 0;
 const PLATFORM_EFI: u8 = 0xef;
+/// The sectors of a BIOS boot image the BIOS loads (`-boot-load-size 4`).
+const BIOS_LOAD_SECTORS: u16 = 4;
+/// Where the boot information table goes in a BIOS boot image, and where the checksummed part
+/// starts (mkisofs's `-boot-info-table`).
+const BOOT_INFO_TABLE: std::ops::Range<usize> = 8..64;
 const EL_TORITO_ID: &[u8] = b"EL TORITO SPECIFICATION";
 /// Runs of zeros this long (file system blocks, as blocks start at 2048-byte boundaries) are
 /// left unwritten.
@@ -68,6 +84,15 @@ const SPARSE_CHUNK: usize = 4096;
 pub(crate) struct IsoFile<'a> {
     pub(crate) path: &'a str,
     pub(crate) data: &'a [u8],
+}
+
+/// What firmware boots the image's boot entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BootPlatform {
+    /// A PC BIOS: the image is a program, given a boot information table.
+    Bios,
+    /// UEFI: the image is a FAT file system.
+    Efi,
 }
 
 /// Writes an ISO 9660 image to `out` (truncating it) and returns its size: volume id
@@ -90,21 +115,62 @@ pub(crate) fn write_efi_iso(
     efi_boot_path: &str,
     files: &[IsoFile<'_>],
 ) -> Result<u64, String> {
-    let volume_id = check_volume_id(volume_id)?;
-    if efi_boot.is_empty() {
-        return Err("cannot make a bootable ISO image: the EFI boot image is empty".into());
-    }
     let boot = IsoFile {
         path: efi_boot_path,
         data: efi_boot,
     };
+    write_boot_iso(out, volume_id, BootPlatform::Efi, &boot, files)
+}
+
+/// [`write_efi_iso`] for a PC BIOS: the catalog's entry (platform 0, x86) boots `boot.data`, a
+/// no-emulation boot program such as `isolinux.bin` (at least 64 bytes), of which the BIOS
+/// loads the first 2 KiB at 0000:7C00. Bytes 8 to 63 of the program as written to the image
+/// are its boot information table; the rest is as given.
+pub(crate) fn write_bios_iso(
+    out: &mut File,
+    volume_id: &str,
+    boot: &IsoFile<'_>,
+    files: &[IsoFile<'_>],
+) -> Result<u64, String> {
+    write_boot_iso(out, volume_id, BootPlatform::Bios, boot, files)
+}
+
+fn write_boot_iso(
+    out: &mut File,
+    volume_id: &str,
+    platform: BootPlatform,
+    boot: &IsoFile<'_>,
+    files: &[IsoFile<'_>],
+) -> Result<u64, String> {
+    let volume_id = check_volume_id(volume_id)?;
+    match platform {
+        BootPlatform::Efi if boot.data.is_empty() => {
+            return Err("cannot make a bootable ISO image: the EFI boot image is empty".into());
+        }
+        BootPlatform::Bios if boot.data.len() < BOOT_INFO_TABLE.end => {
+            return Err(format!(
+                "cannot make a bootable ISO image: the BIOS boot program {} is {} bytes, too \
+                 short for a boot information table (at least {} bytes)",
+                boot.path,
+                boot.data.len(),
+                BOOT_INFO_TABLE.end
+            ));
+        }
+        _ => {}
+    }
     let mut tree = Tree::new();
     // The boot image is entry 0.
-    for file in std::iter::once(&boot).chain(files) {
+    for file in std::iter::once(boot).chain(files) {
         tree.add(file)?;
     }
     let layout = tree.layout()?;
-    let meta = tree.metadata(&layout, &volume_id)?;
+    let meta = tree.metadata(&layout, &volume_id, platform)?;
+    // The BIOS boot program, with the table that says where it is.
+    let patched = (platform == BootPlatform::Bios)
+        .then(|| with_boot_info_table(tree.files[0].data, layout.file_lba[0]));
+    if let Some(p) = &patched {
+        tree.files[0].data = p;
+    }
     let image_bytes = u64::from(layout.total_blocks) * BLOCK_U64;
     out.set_len(0)
         .and_then(|()| out.set_len(image_bytes))
@@ -434,7 +500,12 @@ impl<'a> Tree<'a> {
     }
 
     /// Blocks 0 to `layout.meta_blocks`: descriptors, catalog, path tables and directories.
-    fn metadata(&self, layout: &Layout, volume_id: &str) -> Result<Vec<u8>, String> {
+    fn metadata(
+        &self,
+        layout: &Layout,
+        volume_id: &str,
+        platform: BootPlatform,
+    ) -> Result<Vec<u8>, String> {
         let len = usize::try_from(layout.meta_blocks)
             .ok()
             .and_then(|n| n.checked_mul(BLOCK))
@@ -450,7 +521,7 @@ impl<'a> Tree<'a> {
         br[71..75].copy_from_slice(&CATALOG_LBA.to_le_bytes());
         descriptor_header(&mut meta[at(TERMINATOR_LBA)..at(TERMINATOR_LBA + 1)], 255);
         let boot_bytes = self.files[0].data.len() as u64;
-        let catalog = boot_catalog(layout.file_lba[0], boot_bytes);
+        let catalog = boot_catalog(platform, layout.file_lba[0], boot_bytes);
         meta[at(CATALOG_LBA)..at(CATALOG_LBA) + catalog.len()].copy_from_slice(&catalog);
 
         let table_len = layout.path_table_bytes as usize;
@@ -552,12 +623,36 @@ fn descriptor_header(d: &mut [u8], kind: u8) {
     d[6] = 1;
 }
 
+/// `program` with its boot information table filled in for an image where it starts at block
+/// `lba`: the primary volume descriptor's block, `lba`, the program's length, and the 32-bit
+/// little-endian sum of its words from byte 64 on (a short last word padded with zeros); the
+/// table's last 40 bytes are zeros.
+fn with_boot_info_table(program: &[u8], lba: u32) -> Vec<u8> {
+    let mut p = program.to_vec();
+    let checksum = p[BOOT_INFO_TABLE.end..].chunks(4).fold(0u32, |sum, w| {
+        let mut word = [0u8; 4];
+        word[..w.len()].copy_from_slice(w);
+        sum.wrapping_add(u32::from_le_bytes(word))
+    });
+    let table = &mut p[BOOT_INFO_TABLE];
+    table.fill(0);
+    table[0..4].copy_from_slice(&PVD_LBA.to_le_bytes());
+    table[4..8].copy_from_slice(&lba.to_le_bytes());
+    // `write_boot_iso` refuses files over 4 GiB.
+    table[8..12].copy_from_slice(&(program.len() as u32).to_le_bytes());
+    table[12..16].copy_from_slice(&checksum.to_le_bytes());
+    p
+}
+
 /// The boot catalog's first 64 bytes (the rest of its block is zeros, which ends it).
-fn boot_catalog(boot_lba: u32, boot_bytes: u64) -> [u8; 64] {
+fn boot_catalog(platform: BootPlatform, boot_lba: u32, boot_bytes: u64) -> [u8; 64] {
     let mut c = [0u8; 64];
     let validation = &mut c[..32];
     validation[0] = 1; // header id
-    validation[1] = PLATFORM_EFI;
+    validation[1] = match platform {
+        BootPlatform::Bios => PLATFORM_X86,
+        BootPlatform::Efi => PLATFORM_EFI,
+    };
     validation[30] = 0x55;
     validation[31] = 0xaa;
     // The checksum makes the entry's 16-bit little-endian words sum to zero.
@@ -568,7 +663,11 @@ fn boot_catalog(boot_lba: u32, boot_bytes: u64) -> [u8; 64] {
     let default = &mut c[32..];
     default[0] = 0x88; // bootable
     // Media type 0 (no emulation), load segment 0 (the default), system type 0: zeros.
-    default[6..8].copy_from_slice(&load_sectors(boot_bytes).to_le_bytes());
+    let sectors = match platform {
+        BootPlatform::Bios => BIOS_LOAD_SECTORS,
+        BootPlatform::Efi => load_sectors(boot_bytes),
+    };
+    default[6..8].copy_from_slice(&sectors.to_le_bytes());
     default[8..12].copy_from_slice(&boot_lba.to_le_bytes());
     c
 }

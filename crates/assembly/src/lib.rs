@@ -11,7 +11,8 @@
 //!    metadata, reading each layer once and refusing entries that would escape the root; a
 //!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
-//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `qcow2-efi`): reproducible bytes, flat
+//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `qcow2-efi`, `iso-bios`):
+//!    reproducible bytes, flat
 //!    memory (but for the UEFI formats' kernel image), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
@@ -51,5 +52,7 @@ pub use images::{
     resolve_images,
 };
 pub use layout::{AssembleOptions, Assembly, assemble};
-pub use output::{Format, OutputPlan, TarDestination, Written, default_efi_stub, write_outputs};
+pub use output::{
+    Format, Isolinux, OutputPlan, TarDestination, Written, default_efi_stub, write_outputs,
+};
 pub use remote::RegistryRemote;

@@ -15,7 +15,12 @@
 //! - `iso-efi`: `NAME-efi.iso`, an ISO 9660 image whose El Torito catalog boots, on UEFI, a FAT
 //!   image holding the same unified kernel image (see [`crate::iso`]);
 //! - `qcow2-efi`: `NAME-efi.qcow2`, the `raw-efi` disk as a qcow2 image (see [`crate::qcow2`]):
-//!   only its clusters that hold data are stored.
+//!   only its clusters that hold data are stored;
+//! - `iso-bios`: `NAME.iso`, an ISO 9660 image whose El Torito catalog boots ISOLINUX on a PC
+//!   BIOS, which loads `kernel` and `initrd.img` (the initrd above) from the ISO with the
+//!   command line (see [`crate::iso`]). amd64 only. LinuxKit's `iso-bios` has no initrd: its
+//!   kernel mounts the CD, a Rock Ridge copy of the file system, as the root; oxkit's runs the
+//!   same system from the initrd, as every other format does.
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
 //! when all outputs of the build are complete: a failed build leaves nothing behind, and a
@@ -44,6 +49,7 @@ const GZIP_LEVEL: u32 = 6;
 const RAW_EFI_SUFFIX: &str = "-efi.img";
 const ISO_EFI_SUFFIX: &str = "-efi.iso";
 const QCOW2_EFI_SUFFIX: &str = "-efi.qcow2";
+const ISO_BIOS_SUFFIX: &str = ".iso";
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,16 +60,18 @@ pub enum Format {
     RawEfi,
     IsoEfi,
     Qcow2Efi,
+    IsoBios,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 6] = [
+    pub const ALL: [&'static str; 7] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
         "raw-efi",
         "iso-efi",
         "qcow2-efi",
+        "iso-bios",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -85,6 +93,7 @@ impl Format {
             Format::RawEfi => "raw-efi",
             Format::IsoEfi => "iso-efi",
             Format::Qcow2Efi => "qcow2-efi",
+            Format::IsoBios => "iso-bios",
         }
     }
 }
@@ -99,8 +108,9 @@ impl std::str::FromStr for Format {
             "raw-efi" => Ok(Format::RawEfi),
             "iso-efi" => Ok(Format::IsoEfi),
             "qcow2-efi" => Ok(Format::Qcow2Efi),
+            "iso-bios" => Ok(Format::IsoBios),
             other => Err(format!(
-                "unknown format {other:?}; oxkit builds {} (LinuxKit's other disk, ISO and cloud formats are not)",
+                "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
             )),
         }
@@ -124,6 +134,70 @@ pub struct OutputPlan {
     pub tar: Option<TarDestination>,
     /// systemd's EFI stub, for the UEFI formats (see [`default_efi_stub`]).
     pub efi_stub: Option<PathBuf>,
+    /// ISOLINUX's files, for `iso-bios` (see [`Isolinux::find`]).
+    pub isolinux: Option<Isolinux>,
+}
+
+/// ISOLINUX's two files `iso-bios` needs: the boot program and the library it loads first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Isolinux {
+    pub isolinux_bin: PathBuf,
+    pub ldlinux_c32: PathBuf,
+}
+
+/// Where Debian's `isolinux` and `syslinux-common` packages put them.
+const DEBIAN_ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
+const DEBIAN_LDLINUX_C32: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
+/// Where Alpine's and Fedora's `syslinux` packages put both.
+const SHARED_SYSLINUX_DIR: &str = "/usr/share/syslinux";
+
+impl Isolinux {
+    /// Both files in `dir` (`--syslinux DIR`), else, without one, Debian's (`isolinux`,
+    /// `syslinux-common`) or those in `/usr/share/syslinux`; Debian's when neither is there,
+    /// so that errors name what to install.
+    pub fn find(dir: Option<&Path>) -> Self {
+        let in_dir = |d: &Path| Isolinux {
+            isolinux_bin: d.join("isolinux.bin"),
+            ldlinux_c32: d.join("ldlinux.c32"),
+        };
+        match dir {
+            Some(d) => in_dir(d),
+            None if !Path::new(DEBIAN_ISOLINUX_BIN).is_file()
+                && Path::new(SHARED_SYSLINUX_DIR)
+                    .join("isolinux.bin")
+                    .is_file() =>
+            {
+                in_dir(Path::new(SHARED_SYSLINUX_DIR))
+            }
+            None => Isolinux {
+                isolinux_bin: DEBIAN_ISOLINUX_BIN.into(),
+                ldlinux_c32: DEBIAN_LDLINUX_C32.into(),
+            },
+        }
+    }
+
+    /// The files' contents, read; errors name the file and what to install.
+    fn read(&self) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
+        const GET_THEM: &str =
+            "install isolinux and syslinux-common (Debian, Ubuntu) or pass --syslinux DIR";
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| {
+                format!(
+                    "iso-bios needs ISOLINUX: cannot read {}: {e}; {GET_THEM}",
+                    p.display()
+                )
+            })
+        };
+        let bin = read(&self.isolinux_bin)?;
+        if bin.len() < 64 {
+            return Err(format!(
+                "{} is {} bytes: not ISOLINUX's boot program; {GET_THEM}",
+                self.isolinux_bin.display(),
+                bin.len()
+            ));
+        }
+        Ok((bin, read(&self.ldlinux_c32)?))
+    }
 }
 
 /// Where Debian's `systemd-boot-efi` package puts the EFI stub for `arch` (`amd64`, `arm64`).
@@ -206,6 +280,7 @@ impl OutputPlan {
             base: dir.join(name),
             tar,
             efi_stub: None,
+            isolinux: None,
         })
     }
 
@@ -224,7 +299,23 @@ impl OutputPlan {
     /// Checks what the plan needs from the host before any image is resolved: for the UEFI
     /// formats, a readable EFI stub for x86-64 or arm64.
     pub fn check(&self) -> Result<()> {
-        self.efi_stub_for_outputs().map(drop)
+        self.efi_stub_for_outputs()?;
+        self.isolinux_for_outputs().map(drop)
+    }
+
+    /// ISOLINUX's files, read, when `iso-bios` is planned.
+    fn isolinux_for_outputs(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        if !self.formats.contains(&Format::IsoBios) {
+            return Ok(None);
+        }
+        let path = self.with_suffix(ISO_BIOS_SUFFIX);
+        match &self.isolinux {
+            Some(i) => i.read().map(Some).map_err(|e| Error::output(path, e)),
+            None => Err(Error::output(
+                path,
+                "iso-bios needs ISOLINUX's files: none were given",
+            )),
+        }
     }
 
     /// The EFI stub, read and checked, when a UEFI format is planned.
@@ -297,6 +388,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     // Read again here (callers check the plan first, see `OutputPlan::check`): what is built
     // is what the file holds now.
     let stub = plan.efi_stub_for_outputs()?;
+    let isolinux = plan.isolinux_for_outputs()?;
     let mut pending: Vec<Pending> = Vec::new();
     for f in &plan.formats {
         if *f == Format::Tar {
@@ -339,7 +431,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     }
     let kernel_initrd = plan.formats.contains(&Format::KernelInitrd);
     let tar_kernel_initrd = plan.formats.contains(&Format::TarKernelInitrd);
-    if kernel_initrd || tar_kernel_initrd || stub.is_some() {
+    if kernel_initrd || tar_kernel_initrd || stub.is_some() || isolinux.is_some() {
         let initrd_path = plan.with_suffix("-initrd.img");
         let initrd_tmp = temp_for(&initrd_path)?;
         let kernel_path = plan.with_suffix("-kernel");
@@ -397,6 +489,13 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
                 write_iso_efi(&tmp, &boot, &seed, &dir).map_err(|e| Error::output(&path, e))?;
                 pending.push(Pending { path, tmp });
             }
+        }
+        if let Some((bin, ldlinux)) = &isolinux {
+            let path = plan.with_suffix(ISO_BIOS_SUFFIX);
+            let tmp = temp_for(&path)?;
+            write_iso_bios(&tmp, bin, ldlinux, &done, &initrd_tmp, &kernel_tmp)
+                .map_err(|e| Error::output(&path, e))?;
+            pending.push(Pending { path, tmp });
         }
         if tar_kernel_initrd {
             let path = plan.with_suffix("-initrd.tar");
@@ -484,19 +583,8 @@ fn build_uki(
     if done.kernel_len == 0 {
         return Err("a UEFI output needs a kernel: the YAML's kernel section has no image".into());
     }
-    let read = |f: &NamedTempFile, len: u64, what: &str| {
-        let mut v = Vec::with_capacity(len as usize);
-        f.as_file()
-            .try_clone()
-            .and_then(|mut f| {
-                f.seek(SeekFrom::Start(0))?;
-                f.take(len).read_to_end(&mut v)
-            })
-            .map_err(|e| format!("cannot read back the {what}: {e}"))?;
-        Ok::<_, String>(v)
-    };
-    let linux = read(kernel, done.kernel_len, "kernel")?;
-    let initrd = read(initrd, done.initrd_len, "initrd")?;
+    let linux = read_back(kernel, done.kernel_len, "kernel")?;
+    let initrd = read_back(initrd, done.initrd_len, "initrd")?;
     crate::uki::build_uki(
         &stub.bytes,
         &crate::uki::UkiParts {
@@ -507,6 +595,73 @@ fn build_uki(
         },
     )
     .map_err(|e| format!("cannot make a unified kernel image from the EFI stub: {e}"))
+}
+
+/// The first `len` bytes of `f`, the `what` written by the initrd pass.
+fn read_back(f: &NamedTempFile, len: u64, what: &str) -> std::result::Result<Vec<u8>, String> {
+    let mut v = Vec::with_capacity(len as usize);
+    f.as_file()
+        .try_clone()
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(0))?;
+            f.take(len).read_to_end(&mut v)
+        })
+        .map_err(|e| format!("cannot read back the {what}: {e}"))?;
+    Ok(v)
+}
+
+/// ISOLINUX's configuration for `iso-bios`: boot the kernel with the initrd and the command line
+/// at once, no menu (as LinuxKit's `iso-bios` configures it, but for the initrd).
+fn isolinux_cfg(cmdline: &[u8]) -> String {
+    let cmdline = String::from_utf8_lossy(cmdline);
+    let cmdline = cmdline.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!(
+        "DEFAULT linux\nLABEL linux\n  KERNEL /kernel\n  APPEND initrd=/initrd.img{}{cmdline}\n",
+        if cmdline.is_empty() { "" } else { " " }
+    )
+}
+
+/// `iso-bios`: ISOLINUX (`bin`, `ldlinux`) with its configuration, the kernel and the initrd
+/// on an ISO 9660 image whose El Torito catalog boots ISOLINUX on a PC BIOS.
+fn write_iso_bios(
+    out: &NamedTempFile,
+    bin: &[u8],
+    ldlinux: &[u8],
+    done: &InitrdDone,
+    initrd: &NamedTempFile,
+    kernel: &NamedTempFile,
+) -> std::result::Result<(), String> {
+    if done.kernel_len == 0 {
+        return Err("iso-bios needs a kernel: the YAML's kernel section has no image".into());
+    }
+    let linux = read_back(kernel, done.kernel_len, "kernel")?;
+    let initrd = read_back(initrd, done.initrd_len, "initrd")?;
+    let cfg = isolinux_cfg(&done.cmdline);
+    let files = [
+        crate::iso::IsoFile {
+            path: "isolinux/ldlinux.c32",
+            data: ldlinux,
+        },
+        crate::iso::IsoFile {
+            path: "isolinux/isolinux.cfg",
+            data: cfg.as_bytes(),
+        },
+        crate::iso::IsoFile {
+            path: "kernel",
+            data: &linux,
+        },
+        crate::iso::IsoFile {
+            path: "initrd.img",
+            data: &initrd,
+        },
+    ];
+    let boot = crate::iso::IsoFile {
+        path: "isolinux/isolinux.bin",
+        data: bin,
+    };
+    let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
+    crate::iso::write_bios_iso(&mut file, "OXKIT", &boot, &files)?;
+    file.sync_all().map_err(|e| e.to_string())
 }
 
 /// `raw-efi`: the boot program on a fresh EFI system partition. `seed` (the program's digest)
@@ -896,7 +1051,7 @@ mod tests {
                 None,
                 "format tar must be the only format",
             ),
-            (&["iso-bios"][..], None, "unknown format \"iso-bios\""),
+            (&["raw-bios"][..], None, "unknown format \"raw-bios\""),
             (
                 &["raw-efi"][..],
                 Some("x"),

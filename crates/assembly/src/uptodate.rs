@@ -96,6 +96,16 @@ pub fn inputs_digest(
         let (label, digest) = file_content(stub);
         put(label, digest.as_bytes());
     }
+    if plan.formats.contains(&crate::output::Format::IsoBios)
+        && let Some(isolinux) = &plan.isolinux
+    {
+        // ISOLINUX is on the CD: other files, another image.
+        for f in [&isolinux.isolinux_bin, &isolinux.ldlinux_c32] {
+            put("isolinux", f.as_os_str().as_encoded_bytes());
+            let (label, digest) = file_content(f);
+            put(label, digest.as_bytes());
+        }
+    }
     put("yaml", config.to_yaml_string().as_bytes());
     for (u, img) in images.distinct() {
         put("image", u.reference.canonical().as_bytes());

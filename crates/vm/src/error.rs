@@ -34,7 +34,7 @@ pub enum VmError {
     #[error(
         "{path} not found: {name} must name a {format} output ({expected}); build an image in the {format} format first{hint}"
     )]
-    EfiOutputMissing {
+    ImageOutputMissing {
         path: PathBuf,
         name: String,
         /// The files looked for.

@@ -69,7 +69,7 @@ pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
-    Err(VmError::EfiOutputMissing {
+    Err(VmError::ImageOutputMissing {
         path: candidates[0].clone(),
         name: name.display().to_string(),
         expected: candidates
@@ -78,6 +78,21 @@ pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
             .collect::<Vec<_>>()
             .join(" or "),
         format,
+        hint: hint(name),
+    })
+}
+
+/// The CD image of an `iso-bios` output, which must exist: `NAME.iso`.
+pub fn bios_image(name: &Path) -> Result<PathBuf, VmError> {
+    let image = suffixed(name, ".iso");
+    if image.is_file() {
+        return Ok(image);
+    }
+    Err(VmError::ImageOutputMissing {
+        expected: image.display().to_string(),
+        path: image,
+        name: name.display().to_string(),
+        format: "iso-bios",
         hint: hint(name),
     })
 }
@@ -145,6 +160,7 @@ fn hint(name: &Path) -> String {
         "-efi.img",
         "-efi.iso",
         "-efi.qcow2",
+        ".iso",
     ]
     .iter()
     .find_map(|suffix| text.strip_suffix(suffix))
@@ -241,6 +257,19 @@ mod tests {
             err.to_string().contains("minimal-efi.iso") && err.to_string().contains("iso-efi"),
             "{err}"
         );
+
+        let err = bios_image(&name).expect_err("no iso");
+        assert!(
+            err.to_string().contains("minimal.iso") && err.to_string().contains("iso-bios"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("minimal.iso"), b"cd").expect("iso");
+        assert_eq!(
+            bios_image(&name).expect("found"),
+            dir.path().join("minimal.iso")
+        );
+        let err = bios_image(&dir.path().join("minimal.iso")).expect_err("file given");
+        assert!(err.to_string().contains("did you mean"), "{err}");
 
         let fw = dir.path().join("fw.fd");
         let err = uefi_firmware(Arch::Amd64, Some(&fw)).expect_err("missing");

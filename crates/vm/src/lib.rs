@@ -1,11 +1,13 @@
 //! Boots a `kernel+initrd` output (`NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline`), or a
 //! `raw-efi` (`NAME-efi.img`), `qcow2-efi` (`NAME-efi.qcow2`) or `iso-efi` (`NAME-efi.iso`)
-//! one under UEFI firmware, in QEMU with the guest's serial console on the caller's terminal: the engine behind `oxkit run qemu`, shaped like LinuxKit's
+//! one under UEFI firmware, or an `iso-bios` one (`NAME.iso`) under QEMU's PC BIOS, in QEMU
+//! with the guest's serial console on the caller's terminal: the engine behind `oxkit run qemu`, shaped like LinuxKit's
 //! `linuxkit run qemu`.
 //!
 //! It is split so that everything but the process handling is tested without QEMU:
 //! - [`BootFiles`] finds the three files of an output and reads its command line;
-//!   [`efi_image`] and [`uefi_firmware`] find a UEFI output and the firmware to boot it;
+//!   [`efi_image`] and [`uefi_firmware`] find a UEFI output and the firmware to boot it,
+//!   [`bios_image`] an `iso-bios` output;
 //! - [`kernel_cmdline`] and [`qemu_args`] are pure: they turn a [`VmSpec`] into the exact
 //!   QEMU arguments (unit-tested against expected argument lists);
 //! - [`resolve_accel`] decides between KVM and TCG; `auto` boots the kernel briefly under KVM
@@ -31,7 +33,7 @@ pub use accel::{AccelChoice, AccelDecision, KVM_PROBE_TIMEOUT, resolve_accel};
 pub use arch::Arch;
 pub use args::{Accel, Boot, Disk, Media, Networking, VmSpec, kernel_cmdline, qemu_args};
 pub use error::VmError;
-pub use files::{BootFiles, disk_format, efi_image, uefi_firmware};
+pub use files::{BootFiles, bios_image, disk_format, efi_image, uefi_firmware};
 pub use process::{Outcome, RunReport, run};
 pub use units::{parse_duration, parse_memory_mib};
 

@@ -662,41 +662,33 @@ fn the_fat_image_is_the_esps_file_system_without_the_disk() {
     assert!(disk[1024 * 1024..1024 * 1024 + fat.len()] == fat[..]);
 }
 
-/// UEFI firmware boots the image from a CD drive: OVMF under QEMU (TCG, about 5 s to the menu)
-/// finds the catalog's EFI entry, reads the FAT boot image (its sector count 0 meaning "to the
-/// end of the volume") and starts `EFI/BOOT/BOOTX64.EFI` from it, here systemd-boot, whose
-/// menu shows on the serial console. QEMU is stopped as soon as the menu shows.
-#[test]
-fn ovmf_boots_the_efi_file_from_the_cd() {
+/// Boots QEMU (x86-64, TCG, no display, no network) with `firmware` (`None`: its own SeaBIOS)
+/// and `img` as its CD until `wanted` shows on the serial console or `timeout` passes; QEMU is
+/// killed then. Whether it showed, and the console.
+fn boot_cd_until(
+    firmware: Option<&Path>,
+    img: &Path,
+    wanted: &'static str,
+    timeout: std::time::Duration,
+) -> (bool, String) {
     let qemu = tool("qemu-system-x86_64", "qemu-system-x86");
-    let firmware = ["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"]
-        .into_iter()
-        .map(Path::new)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("OVMF is not installed: apt-get install -y ovmf"));
-    let sd_boot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
-    let efi = std::fs::read(sd_boot).unwrap_or_else(|e| {
-        panic!("cannot read {sd_boot} ({e}): apt-get install -y systemd-boot-efi")
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let fat = fat_image(dir.path(), &efi);
-    let img = write_iso(dir.path(), "boot.iso", "OXKIT", &fat, &[]);
-
-    let mut child = Command::new(qemu)
-        .args([
-            "-accel",
-            "tcg",
-            "-m",
-            "256",
-            "-nographic",
-            "-no-reboot",
-            "-nic",
-            "none",
-        ])
-        .arg("-bios")
-        .arg(firmware)
+    let mut cmd = Command::new(qemu);
+    cmd.args([
+        "-accel",
+        "tcg",
+        "-m",
+        "256",
+        "-nographic",
+        "-no-reboot",
+        "-nic",
+        "none",
+    ]);
+    if let Some(fw) = firmware {
+        cmd.arg("-bios").arg(fw);
+    }
+    let mut child = cmd
         .arg("-cdrom")
-        .arg(&img)
+        .arg(img)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -712,17 +704,43 @@ fn ovmf_boots_the_efi_file_from_the_cd() {
                 Ok(0) | Err(_) => break,
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
             }
-            if String::from_utf8_lossy(&seen).contains(SD_BOOT_MENU) {
+            if String::from_utf8_lossy(&seen).contains(wanted) {
                 let _ = tx.send(());
                 break;
             }
         }
         String::from_utf8_lossy(&seen).into_owned()
     });
-    let shown = rx.recv_timeout(std::time::Duration::from_secs(60)).is_ok();
+    let shown = rx.recv_timeout(timeout).is_ok();
     let _ = child.kill();
     let _ = child.wait();
-    let console = reader.join().unwrap();
+    (shown, reader.join().unwrap())
+}
+
+/// UEFI firmware boots the image from a CD drive: OVMF under QEMU (TCG, about 5 s to the menu)
+/// finds the catalog's EFI entry, reads the FAT boot image (its sector count 0 meaning "to the
+/// end of the volume") and starts `EFI/BOOT/BOOTX64.EFI` from it, here systemd-boot, whose
+/// menu shows on the serial console. QEMU is stopped as soon as the menu shows.
+#[test]
+fn ovmf_boots_the_efi_file_from_the_cd() {
+    let firmware = ["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("OVMF is not installed: apt-get install -y ovmf"));
+    let sd_boot = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+    let efi = std::fs::read(sd_boot).unwrap_or_else(|e| {
+        panic!("cannot read {sd_boot} ({e}): apt-get install -y systemd-boot-efi")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let fat = fat_image(dir.path(), &efi);
+    let img = write_iso(dir.path(), "boot.iso", "OXKIT", &fat, &[]);
+    let (shown, console) = boot_cd_until(
+        Some(firmware),
+        &img,
+        SD_BOOT_MENU,
+        std::time::Duration::from_secs(60),
+    );
     assert!(
         console.contains("BdsDxe: starting Boot0001 \"UEFI QEMU DVD-ROM"),
         "OVMF did not boot from the CD:\n{console}"
@@ -732,6 +750,166 @@ fn ovmf_boots_the_efi_file_from_the_cd() {
         "systemd-boot's menu did not show within 60 s:\n{console}"
     );
 }
+
+/// ISOLINUX's files from Debian's `isolinux` and `syslinux-common`.
+fn isolinux_files() -> (Vec<u8>, Vec<u8>) {
+    let read = |path: &str, package: &str| {
+        std::fs::read(path)
+            .unwrap_or_else(|e| panic!("cannot read {path} ({e}): apt-get install -y {package}"))
+    };
+    (
+        read("/usr/lib/ISOLINUX/isolinux.bin", "isolinux"),
+        read(
+            "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+            "syslinux-common",
+        ),
+    )
+}
+
+fn write_bios(dir: &Path, name: &str, boot: &[u8], files: &[IsoFile<'_>]) -> PathBuf {
+    let path = dir.join(name);
+    let mut out = open_rw(&path);
+    let boot = IsoFile {
+        path: "isolinux/isolinux.bin",
+        data: boot,
+    };
+    let size = write_bios_iso(&mut out, "OXKIT", &boot, files).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    path
+}
+
+/// The BIOS entry and boot information table against genisoimage's `-b -no-emul-boot
+/// -boot-load-size 4 -boot-info-table` over the same files: the same catalog entry but for the
+/// block, and the same table but for the program's own block, which each records as its
+/// catalog says.
+#[test]
+fn the_bios_entry_and_boot_info_table_match_genisoimage() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not a multiple of 4 bytes: the checksum's last word is padded.
+    let program = random_bytes(7, 30_001);
+    let other = random_bytes(8, 5000);
+    let files = [IsoFile {
+        path: "kernel",
+        data: &other,
+    }];
+    let ours = std::fs::read(write_bios(dir.path(), "ours.iso", &program, &files)).unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    std::fs::write(tree.join("isolinux/isolinux.bin"), &program).unwrap();
+    std::fs::write(tree.join("kernel"), &other).unwrap();
+    let theirs_path = dir.path().join("theirs.iso");
+    run_all(
+        Command::new(tool("genisoimage", "genisoimage"))
+            .args(["-quiet", "-o"])
+            .arg(&theirs_path)
+            .args([
+                "-b",
+                "isolinux/isolinux.bin",
+                "-c",
+                "isolinux/boot.cat",
+                "-no-emul-boot",
+                "-boot-load-size",
+                "4",
+                "-boot-info-table",
+                "-V",
+                "OXKIT",
+            ])
+            .arg(&tree),
+    );
+    let theirs = std::fs::read(&theirs_path).unwrap();
+    let (a, b) = (Catalog::read(&ours), Catalog::read(&theirs));
+    assert_eq!(a.validation, b.validation, "validation entries (x86)");
+    assert_eq!(a.validation[1], PLATFORM_X86);
+    let entry = |c: &Catalog| {
+        let mut d = c.default;
+        d[8..12].fill(0);
+        d
+    };
+    assert_eq!(entry(&a), entry(&b), "default entries but for the block");
+    assert_eq!(a.sector_count(), 4);
+    for (iso, c) in [(&ours, &a), (&theirs, &b)] {
+        let at = c.boot_lba() as usize * BLOCK;
+        let written = &iso[at..at + program.len()];
+        assert_eq!(written[..8], program[..8]);
+        assert_eq!(written[64..], program[64..], "the program past its table");
+        let word = |i: usize| u32::from_le_bytes(written[i..i + 4].try_into().unwrap());
+        assert_eq!(word(8), 16, "primary volume descriptor block");
+        assert_eq!(word(12), c.boot_lba(), "the program's own block");
+        assert_eq!(word(16), program.len() as u32);
+        assert!(written[24..64].iter().all(|&b| b == 0));
+    }
+    let checksum = |iso: &[u8], c: &Catalog| {
+        let at = c.boot_lba() as usize * BLOCK + 20;
+        iso[at..at + 4].to_vec()
+    };
+    assert_eq!(checksum(&ours, &a), checksum(&theirs, &b), "checksums");
+    let report = run_all(
+        Command::new(tool("xorriso", "xorriso"))
+            .arg("-indev")
+            .arg(dir.path().join("ours.iso"))
+            .args(["-report_el_torito", "plain"]),
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("El Torito boot img :") && l.contains(" BIOS ")),
+        "{report}"
+    );
+    assert!(report.contains("/ISOLINUX/ISOLINUX.BIN"), "{report}");
+}
+
+#[test]
+fn a_bios_boot_program_too_short_for_its_table_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = open_rw(&dir.path().join("short.iso"));
+    let boot = IsoFile {
+        path: "isolinux/isolinux.bin",
+        data: &[0x90; 63],
+    };
+    let e = write_bios_iso(&mut out, "OXKIT", &boot, &[]).unwrap_err();
+    assert!(
+        e.contains("isolinux/isolinux.bin") && e.contains("63 bytes"),
+        "{e}"
+    );
+}
+
+/// A PC BIOS boots the image from a CD drive: SeaBIOS under QEMU loads `isolinux.bin` through
+/// the catalog, which finds itself through its boot information table, then `ldlinux.c32` and
+/// its configuration through the ISO 9660 directories, whose `SAY` line shows on the serial
+/// console. ISOLINUX checks the table's checksum: a wrong one stops it at "Image checksum
+/// error".
+#[test]
+fn seabios_boots_isolinux_from_the_cd() {
+    let (isolinux, ldlinux) = isolinux_files();
+    let cfg = format!(
+        "SERIAL 0 115200\nSAY {ISOLINUX_SAYS}\nPROMPT 0\nDEFAULT none\nLABEL none\n  KERNEL /absent\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        IsoFile {
+            path: "isolinux/ldlinux.c32",
+            data: &ldlinux,
+        },
+        IsoFile {
+            path: "isolinux/isolinux.cfg",
+            data: cfg.as_bytes(),
+        },
+    ];
+    let img = write_bios(dir.path(), "bios.iso", &isolinux, &files);
+    let (shown, console) = boot_cd_until(
+        None,
+        &img,
+        ISOLINUX_SAYS,
+        std::time::Duration::from_secs(60),
+    );
+    assert!(
+        shown,
+        "ISOLINUX did not run its configuration within 60 s:\n{console}"
+    );
+}
+
+/// What the test configuration makes ISOLINUX print.
+const ISOLINUX_SAYS: &str = "oxkit-isolinux-read-its-config";
 
 /// What systemd-boot shows on a system without boot entries.
 const SD_BOOT_MENU: &str = "Reboot Into Firmware Interface";

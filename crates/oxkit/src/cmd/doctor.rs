@@ -1,11 +1,12 @@
 //! `oxkit doctor`: reports what this host can do for oxkit (root or user namespaces, mount
-//! namespaces, overlayfs, binfmt handlers for other architectures, QEMU, KVM, cgroups, and for
-//! `raw-efi` the EFI stubs and UEFI firmware), one line per check with the fix for anything
-//! missing. A report, so it exits 0 unless `--strict`.
+//! namespaces, overlayfs, binfmt handlers for other architectures, QEMU, KVM, cgroups, the EFI
+//! stubs and UEFI firmware for the UEFI formats, ISOLINUX for `iso-bios`), one line per check
+//! with the fix for anything missing. A report, so it exits 0 unless `--strict`.
 //!
-//! The probing lives in `oxkit_sandbox::probe`; the `raw-efi` files are looked for where
+//! The probing lives in `oxkit_sandbox::probe`; the boot files are looked for where
 //! `oxkit build` and `oxkit run qemu` look (`oxkit_assembly::default_efi_stub`,
-//! `oxkit_vm::uefi_firmware`). Here only flags, environment and printing.
+//! `oxkit_vm::uefi_firmware`, `oxkit_assembly::Isolinux::find`). Here only flags, environment
+//! and printing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +68,7 @@ pub fn run(_global: &GlobalArgs, printer: &Printer, args: DoctorArgs) -> Result<
     }
     let mut report = probe::probe_host(&opts);
     report.checks.extend(uefi_checks());
+    report.checks.push(bios_check());
     print(printer, &report);
     let missing: Vec<&str> = report.missing().map(|c| c.id.as_str()).collect();
     if args.strict && !missing.is_empty() {
@@ -122,6 +124,43 @@ fn uefi_checks() -> Vec<Check> {
         });
     }
     checks
+}
+
+/// What `build --format iso-bios` needs: ISOLINUX's files where `oxkit build` looks for them
+/// (only PCs boot it, so only an amd64 host misses them).
+fn bios_check() -> Check {
+    let files = oxkit_assembly::Isolinux::find(None);
+    let missing: Vec<String> = [&files.isolinux_bin, &files.ldlinux_c32]
+        .into_iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    let id = "isolinux".to_string();
+    if missing.is_empty() {
+        return Check {
+            id,
+            status: Status::Ok,
+            summary: format!(
+                "{} and {}",
+                files.isolinux_bin.display(),
+                files.ldlinux_c32.display()
+            ),
+            fix: None,
+        };
+    }
+    Check {
+        id,
+        status: if Arch::host() == Some(Arch::Amd64) {
+            Status::Missing
+        } else {
+            Status::Info
+        },
+        summary: format!(
+            "{} not found: iso-bios cannot be built",
+            missing.join(" and ")
+        ),
+        fix: Some("apt-get install isolinux syslinux-common, or pass --syslinux DIR".into()),
+    }
 }
 
 fn label(status: Status) -> &'static str {

@@ -1,5 +1,5 @@
-//! `oxkit run qemu`: boots a kernel+initrd output, or a UEFI one (raw-efi, qcow2-efi, iso-efi), in
-//! QEMU with the guest console on stdout, like `linuxkit run qemu`. Exit code 0 only when the guest powers off; 1 when it times out,
+//! `oxkit run qemu`: boots a kernel+initrd output, a UEFI one (raw-efi, qcow2-efi, iso-efi) or
+//! an iso-bios one, in QEMU with the guest console on stdout, like `linuxkit run qemu`. Exit code 0 only when the guest powers off; 1 when it times out,
 //! reboots, panics or QEMU fails (with one `error:` line saying which); 2 for bad flags.
 //! The work is in `oxkit-vm`; here flags become a `VmSpec` and the outcome a message.
 
@@ -24,17 +24,19 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 enum RunCommand {
-    /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU, or
-    /// a raw-efi (NAME-efi.img), qcow2-efi (NAME-efi.qcow2) or iso-efi (NAME-efi.iso) output
-    /// under UEFI firmware
+    /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU, a
+    /// raw-efi (NAME-efi.img), qcow2-efi (NAME-efi.qcow2) or iso-efi (NAME-efi.iso) output
+    /// under UEFI firmware, or an iso-bios output (NAME.iso) under the PC BIOS
     ///
     /// The guest's serial console is on stdout. The kernel command line is NAME-cmdline, then
     /// the --append arguments, plus console=ttyS0 (amd64) or console=ttyAMA0 (arm64) and
     /// panic=-1 unless already set. With --uefi, OVMF or AAVMF boots NAME-efi.img, else
-    /// NAME-efi.qcow2 (with --iso, NAME-efi.iso from a CD drive) and the command line is the one inside it; that is the
-    /// default when there is no NAME-kernel but one of those. QEMU runs with -no-reboot, so a
-    /// reboot ends the run. Exit status: 0 when the guest powers off; 1 when it reboots or
-    /// panics, the timeout expires or QEMU fails; 2 for bad flags.
+    /// NAME-efi.qcow2; with --iso, NAME-efi.iso from a CD drive (or NAME.iso under the BIOS
+    /// when there is no NAME-efi.iso); with --bios, NAME.iso. The command line of those is the
+    /// one inside the image. Without NAME-kernel, the first of those NAME has is booted.
+    /// QEMU runs with -no-reboot, so a reboot ends the run. Exit status: 0 when the guest
+    /// powers off; 1 when it reboots or panics, the timeout expires or QEMU fails; 2 for bad
+    /// flags.
     Qemu(QemuArgs),
 }
 
@@ -82,9 +84,13 @@ struct QemuArgs {
     /// Boot NAME-efi.img (a raw-efi output), else NAME-efi.qcow2 (qcow2-efi), with UEFI firmware
     #[arg(long, conflicts_with = "append")]
     uefi: bool,
-    /// Boot NAME-efi.iso (an iso-efi output) from a CD drive with UEFI firmware
+    /// Boot an ISO from a CD drive: NAME-efi.iso (an iso-efi output) with UEFI firmware, or
+    /// NAME.iso (iso-bios) with the PC BIOS when there is no NAME-efi.iso
     #[arg(long, conflicts_with = "append")]
     iso: bool,
+    /// Boot NAME.iso (an iso-bios output) from a CD drive with QEMU's PC BIOS (amd64)
+    #[arg(long, conflicts_with_all = ["append", "uefi", "firmware"])]
+    bios: bool,
     /// UEFI firmware for --uefi [default: Debian's OVMF (ovmf) or AAVMF (qemu-efi-aarch64)]
     #[arg(long, value_name = "FILE")]
     firmware: Option<PathBuf>,
@@ -123,66 +129,74 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
             "cannot guess the guest architecture on this host: pass --arch amd64 or --arch arm64"
         ),
     };
-    // A UEFI output alone is booted as one, without asking for --uefi.
-    let alone = |suffix| {
-        !suffixed(&args.name, "-kernel").exists() && suffixed(&args.name, suffix).is_file()
-    };
-    let disk_alone = alone("-efi.img") || alone("-efi.qcow2");
-    let media = if args.iso || (!args.uefi && !disk_alone && alone("-efi.iso")) {
-        Media::Cdrom
-    } else {
-        Media::Disk
-    };
-    let uefi = args.uefi || args.iso || args.firmware.is_some() || disk_alone || alone("-efi.iso");
+    let choice = choose_boot(&args);
     let path = std::env::var_os("PATH").unwrap_or_default();
     let qemu = oxkit_vm::find_qemu(arch, args.qemu.as_deref(), &path)?;
-    let (boot, decision) = if uefi {
-        if !args.append.is_empty() {
-            bail!(
-                "--append cannot change a UEFI output's command line: it is inside the image; rebuild it with another cmdline"
-            );
-        }
-        let image = oxkit_vm::efi_image(&args.name, media)?;
-        let firmware = oxkit_vm::uefi_firmware(arch, args.firmware.as_deref())?;
-        // The KVM probe boots a bare kernel, which a disk image does not offer: `auto` means TCG.
-        let decision = match args.accel {
+    // The KVM probe boots a bare kernel, which a disk or CD image does not offer: for those,
+    // `auto` means TCG.
+    let image_accel = |probe: &Path| -> Result<AccelDecision> {
+        Ok(match args.accel {
             AccelChoice::Auto => AccelDecision {
                 accel: Accel::Tcg,
-                note: Some("--accel auto: no KVM probe for a UEFI boot; using tcg".into()),
+                note: Some("--accel auto: no KVM probe for a disk or CD boot; using tcg".into()),
             },
             choice => oxkit_vm::resolve_accel(
                 choice,
                 arch,
                 &qemu,
-                &firmware,
+                probe,
                 Path::new("/dev/kvm"),
                 KVM_PROBE_TIMEOUT,
             )?,
-        };
-        (
-            Boot::Uefi {
-                firmware,
-                image,
-                media,
-            },
-            decision,
-        )
-    } else {
-        let files = BootFiles::from_prefix(&args.name)?;
-        let decision = oxkit_vm::resolve_accel(
-            args.accel,
-            arch,
-            &qemu,
-            &files.kernel,
-            Path::new("/dev/kvm"),
-            KVM_PROBE_TIMEOUT,
-        )?;
-        let boot = Boot::Kernel {
-            cmdline: oxkit_vm::kernel_cmdline(&files.cmdline, &args.append, arch),
-            kernel: files.kernel,
-            initrd: files.initrd,
-        };
-        (boot, decision)
+        })
+    };
+    if choice != BootChoice::Kernel && !args.append.is_empty() {
+        bail!(
+            "--append cannot change the command line of a disk or CD image: it is inside the image; rebuild it with another cmdline"
+        );
+    }
+    let (boot, decision) = match choice {
+        BootChoice::Uefi(media) => {
+            let image = oxkit_vm::efi_image(&args.name, media)?;
+            let firmware = oxkit_vm::uefi_firmware(arch, args.firmware.as_deref())?;
+            let decision = image_accel(&firmware)?;
+            (
+                Boot::Uefi {
+                    firmware,
+                    image,
+                    media,
+                },
+                decision,
+            )
+        }
+        BootChoice::BiosCdrom => {
+            if arch != Arch::Amd64 {
+                bail!(
+                    "{} is an iso-bios image, for PCs with a BIOS: it boots only as amd64 (use --arch amd64, or build {arch} images as iso-efi)",
+                    args.name.display()
+                );
+            }
+            let image = oxkit_vm::bios_image(&args.name)?;
+            let decision = image_accel(&image)?;
+            (Boot::BiosCdrom { image }, decision)
+        }
+        BootChoice::Kernel => {
+            let files = BootFiles::from_prefix(&args.name)?;
+            let decision = oxkit_vm::resolve_accel(
+                args.accel,
+                arch,
+                &qemu,
+                &files.kernel,
+                Path::new("/dev/kvm"),
+                KVM_PROBE_TIMEOUT,
+            )?;
+            let boot = Boot::Kernel {
+                cmdline: oxkit_vm::kernel_cmdline(&files.cmdline, &args.append, arch),
+                kernel: files.kernel,
+                initrd: files.initrd,
+            };
+            (boot, decision)
+        }
     };
     if let Some(note) = &decision.note {
         printer.status(note);
@@ -201,10 +215,11 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
     printer.status(format!(
         "booting {}{} ({arch}, {}, {} MiB, {} CPU{}{})",
         args.name.display(),
-        match (uefi, media) {
-            (false, _) => "",
-            (true, Media::Disk) => " under UEFI",
-            (true, Media::Cdrom) => " under UEFI from CD",
+        match choice {
+            BootChoice::Kernel => "",
+            BootChoice::Uefi(Media::Disk) => " under UEFI",
+            BootChoice::Uefi(Media::Cdrom) => " under UEFI from CD",
+            BootChoice::BiosCdrom => " under BIOS from CD",
         },
         decision.accel.as_str(),
         spec.memory_mib,
@@ -230,6 +245,49 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
             report.outcome,
             report.elapsed.as_secs_f64()
         )
+    }
+}
+
+/// What `run qemu` boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BootChoice {
+    Kernel,
+    Uefi(Media),
+    BiosCdrom,
+}
+
+/// The boot the flags ask for, else the one the files NAME has allow: a kernel+initrd output
+/// first, then a UEFI disk (raw or qcow2), a UEFI CD, and an iso-bios CD. `--iso` means the
+/// UEFI CD when there is one or UEFI is asked for, else the BIOS CD.
+fn choose_boot(args: &QemuArgs) -> BootChoice {
+    let has = |suffix| suffixed(&args.name, suffix).is_file();
+    let kernel = suffixed(&args.name, "-kernel").exists();
+    let efi_disk = has("-efi.img") || has("-efi.qcow2");
+    let efi_cd = has("-efi.iso");
+    let bios_cd = has(".iso");
+    let uefi_asked = args.uefi || args.firmware.is_some();
+    if args.bios {
+        BootChoice::BiosCdrom
+    } else if args.iso {
+        if uefi_asked || efi_cd || !bios_cd {
+            BootChoice::Uefi(Media::Cdrom)
+        } else {
+            BootChoice::BiosCdrom
+        }
+    } else if args.uefi || (kernel && uefi_asked) {
+        BootChoice::Uefi(Media::Disk)
+    } else if kernel {
+        BootChoice::Kernel
+    } else if efi_disk {
+        BootChoice::Uefi(Media::Disk)
+    } else if efi_cd {
+        BootChoice::Uefi(Media::Cdrom)
+    } else if uefi_asked {
+        BootChoice::Uefi(Media::Disk)
+    } else if bios_cd {
+        BootChoice::BiosCdrom
+    } else {
+        BootChoice::Kernel
     }
 }
 

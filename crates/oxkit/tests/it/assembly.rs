@@ -687,6 +687,126 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
     );
 }
 
+/// `iso-bios`: ISOLINUX boots from the El Torito catalog's BIOS entry and loads the image's
+/// kernel and whole initrd (the kernel+initrd outputs, byte for byte) with its command line
+/// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it. ISOLINUX's files are inputs
+/// like the images; missing ones and a foreign architecture are refused before any output.
+#[test]
+fn iso_bios_boots_isolinux_with_the_kernel_initrd_and_cmdline() {
+    let env = Env::new();
+    images(&env);
+    let yml = write_system(&env);
+    let build = |dir: &str, extra: &[&str]| {
+        let mut c = env.oxkit();
+        c.args(["build", "--format", "kernel+initrd,iso-bios", "--dir"])
+            .arg(env.path().join(dir))
+            .args(extra)
+            .arg(&yml);
+        c
+    };
+    run_ok(&mut build("out", &[]));
+    run_ok(&mut build("again", &[]));
+    let out = env.path().join("out");
+    no_temporaries(&out);
+    let iso = out.join("system.iso");
+    assert_eq!(
+        sha256(&iso),
+        sha256(&env.path().join("again/system.iso")),
+        "system.iso is not reproducible"
+    );
+    let isoinfo = require_tool("isoinfo");
+    let extract = |name: &str| -> Vec<u8> {
+        let out = Command::new(&isoinfo)
+            .arg("-i")
+            .arg(&iso)
+            .args(["-x", name])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "isoinfo -x {name}");
+        out.stdout
+    };
+    assert_eq!(
+        extract("/KERNEL.;1"),
+        std::fs::read(out.join("system-kernel")).unwrap()
+    );
+    assert_eq!(
+        extract("/INITRD.IMG;1"),
+        std::fs::read(out.join("system-initrd.img")).unwrap()
+    );
+    assert_eq!(
+        extract("/ISOLINUX/LDLINUX.C32;1"),
+        std::fs::read("/usr/lib/syslinux/modules/bios/ldlinux.c32").unwrap()
+    );
+    let cfg = String::from_utf8(extract("/ISOLINUX/ISOLINUX.CFG;1")).unwrap();
+    assert!(
+        cfg.contains("KERNEL /kernel\n")
+            && cfg.contains("APPEND initrd=/initrd.img console=ttyS0 quiet\n"),
+        "{cfg}"
+    );
+    let report = run_ok(
+        Command::new(require_tool("xorriso"))
+            .arg("-indev")
+            .arg(&iso)
+            .args(["-report_el_torito", "plain"]),
+    );
+    let entries: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("El Torito boot img :"))
+        .collect();
+    assert!(
+        entries.len() == 1 && entries[0].contains(" BIOS "),
+        "{report}"
+    );
+    assert!(report.contains("/ISOLINUX/ISOLINUX.BIN"), "{report}");
+
+    // Other ISOLINUX files make another image; the same ones leave it alone.
+    let syslinux = env.path().join("syslinux");
+    std::fs::create_dir_all(&syslinux).unwrap();
+    std::fs::copy(
+        "/usr/lib/ISOLINUX/isolinux.bin",
+        syslinux.join("isolinux.bin"),
+    )
+    .unwrap();
+    std::fs::copy(
+        "/usr/lib/syslinux/modules/bios/ldlinux.c32",
+        syslinux.join("ldlinux.c32"),
+    )
+    .unwrap();
+    let dir_arg = syslinux.to_str().unwrap();
+    let up_to_date = |out: String| -> bool {
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["upToDate"].as_bool().unwrap()
+    };
+    run_ok(&mut build("own", &["--syslinux", dir_arg]));
+    assert!(up_to_date(run_ok(&mut build(
+        "own",
+        &["--json", "--syslinux", dir_arg]
+    ))));
+    let mut ldlinux = std::fs::read(syslinux.join("ldlinux.c32")).unwrap();
+    ldlinux.push(0);
+    std::fs::write(syslinux.join("ldlinux.c32"), &ldlinux).unwrap();
+    assert!(!up_to_date(run_ok(&mut build(
+        "own",
+        &["--json", "--syslinux", dir_arg]
+    ))));
+
+    // Missing ISOLINUX files are named with what to install, and nothing is written.
+    let e = run_fail(&mut build("bad", &["--syslinux", "/nonexistent"]));
+    assert!(
+        e.contains("/nonexistent/isolinux.bin") && e.contains("syslinux-common"),
+        "{e}"
+    );
+    let bad = env.path().join("bad");
+    assert!(
+        !bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(),
+        "a failed iso-bios build left files in {}",
+        bad.display()
+    );
+    // A PC BIOS image is amd64's only.
+    let e = run_fail(&mut build("bad", &["--arch", "arm64"]));
+    assert!(e.contains("iso-bios") && e.contains("amd64"), "{e}");
+}
+
 #[test]
 fn builds_are_reproducible_and_rebuilds_are_skipped() {
     let env = Env::new();
@@ -913,8 +1033,8 @@ fn bad_input_is_refused_with_its_location_and_leaves_nothing() {
             .args(["build", "-f", "tar,kernel+initrd", "x.yml"]),
     );
     assert!(e.contains("format tar must be the only format"), "{e}");
-    let e = run_fail(env.oxkit().args(["build", "-f", "iso-bios", "x.yml"]));
-    assert!(e.contains("unknown format \"iso-bios\""), "{e}");
+    let e = run_fail(env.oxkit().args(["build", "-f", "raw-bios", "x.yml"]));
+    assert!(e.contains("unknown format \"raw-bios\""), "{e}");
     let e = run_fail(
         env.oxkit()
             .args(["build", "-f", "kernel+initrd", "-o", "x", "x.yml"]),

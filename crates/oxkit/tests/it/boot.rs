@@ -5,7 +5,8 @@
 //! `examples/minimal.yml` (twice, to check the outputs are reproducible), and
 //! `oxkit run qemu` boots it under TCG until the poweroff service powers the machine off. It is
 //! assembled as a `raw-efi` disk, an `iso-efi` CD image and a `qcow2-efi` disk too, and booted
-//! again from each under UEFI firmware (OVMF for amd64, AAVMF for arm64).
+//! again from each under UEFI firmware (OVMF for amd64, AAVMF for arm64); on amd64 also as an
+//! `iso-bios` CD image, booted by QEMU's PC BIOS through ISOLINUX.
 //!
 //! amd64 runs in every test run. arm64 needs a cross-compiled init, hence the Rust target
 //! `aarch64-unknown-linux-gnu` (rustup) and Debian's `gcc-aarch64-linux-gnu` and
@@ -289,16 +290,17 @@ fn minimal_example(arch: &str, uname: &str) {
     let stub = efi_stub(arch);
     let yml = repo.join("examples/minimal.yml");
     let t1 = Instant::now();
+    // iso-bios boots PCs with a BIOS: amd64 only.
+    let bios = arch == "amd64";
+    let formats = if bios {
+        "kernel+initrd,raw-efi,iso-efi,qcow2-efi,iso-bios"
+    } else {
+        "kernel+initrd,raw-efi,iso-efi,qcow2-efi"
+    };
     for dir in ["out-a", "out-b"] {
         run_ok(
             env.oxkit()
-                .args([
-                    "build",
-                    "--arch",
-                    arch,
-                    "--format",
-                    "kernel+initrd,raw-efi,iso-efi,qcow2-efi",
-                ])
+                .args(["build", "--arch", arch, "--format", formats])
                 .arg("--efi-stub")
                 .arg(&stub)
                 .arg("--dir")
@@ -314,7 +316,11 @@ fn minimal_example(arch: &str, uname: &str) {
         "minimal-efi.img",
         "minimal-efi.iso",
         "minimal-efi.qcow2",
+        "minimal.iso",
     ] {
+        if file == "minimal.iso" && !bios {
+            continue;
+        }
         let (a, b) = (
             env.path().join("out-a").join(file),
             env.path().join("out-b").join(file),
@@ -357,16 +363,22 @@ fn minimal_example(arch: &str, uname: &str) {
         env.path().join("qcow2/minimal-efi.qcow2"),
     )
     .unwrap();
+    // On amd64, the BIOS CD too: SeaBIOS starts ISOLINUX, which loads the kernel and initrd
+    // from the ISO 9660 file system.
     for (name, flag, says, what) in [
-        (&name, Some("--uefi"), "under UEFI (", "disk"),
-        (&name, Some("--iso"), "under UEFI from CD", "CD"),
-        (&qcow2, None, "under UEFI (", "qcow2 disk"),
+        (&name, Some("--uefi"), "under UEFI (", "UEFI disk"),
+        (&name, Some("--iso"), "under UEFI from CD", "UEFI CD"),
+        (&qcow2, None, "under UEFI (", "UEFI qcow2 disk"),
+        (&name, Some("--bios"), "under BIOS from CD", "BIOS CD"),
     ] {
+        if flag == Some("--bios") && !bios {
+            continue;
+        }
         let uefi_boot = boot(&env, arch, name, flag.as_slice());
         assert!(uefi_boot.stderr.contains(says), "{}", uefi_boot.stderr);
         check_boot(&uefi_boot, uname);
         eprintln!(
-            "UEFI {what} boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
+            "{what} boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
             uefi_boot.expect(INIT_LINE).as_secs_f64(),
             uefi_boot.took.as_secs_f64()
         );

@@ -26,6 +26,7 @@ const IDS: &[&str] = &[
     "uefi-firmware/amd64",
     "efi-stub/arm64",
     "uefi-firmware/arm64",
+    "isolinux",
 ];
 
 fn doctor_json(env: &Env, extra: &[&str]) -> Value {
@@ -146,7 +147,7 @@ fn doctor_json_agrees_with_the_kernel() {
             _ => assert_eq!(arm["status"], "missing", "{arm}"),
         }
     }
-    // raw-efi: what the checks say is what `oxkit build` and `oxkit run qemu` will find.
+    // The boot files: what the checks say is what `oxkit build` and `oxkit run qemu` will find.
     if host == "x86_64" {
         let stub = Path::new("/usr/lib/systemd/boot/efi/linuxx64.efi.stub");
         assert_eq!(
@@ -159,6 +160,12 @@ fn doctor_json_agrees_with_the_kernel() {
         assert_eq!(
             check(&report, "uefi-firmware/amd64")["status"],
             if ovmf { "ok" } else { "missing" }
+        );
+        let isolinux = Path::new("/usr/lib/ISOLINUX/isolinux.bin").is_file()
+            && Path::new("/usr/lib/syslinux/modules/bios/ldlinux.c32").is_file();
+        assert_eq!(
+            check(&report, "isolinux")["status"],
+            if isolinux { "ok" } else { "missing" }
         );
     }
     // /dev/kvm missing can never be reported as usable; present, the probe decides.

@@ -282,7 +282,7 @@ fn run_qemu_names_missing_output_files() {
 }
 
 /// Which boot `run qemu` picks from the files a name has: a kernel+initrd output when there is
-/// one, else a UEFI disk (raw or qcow2), else a UEFI CD; `--iso` insists on the CD. QEMU is `false` here, so
+/// one, else a UEFI disk (raw or qcow2), else a UEFI CD, else a BIOS CD; `--iso` insists on the CD. QEMU is `false` here, so
 /// each run stops right after the line saying what it boots.
 #[test]
 fn run_qemu_picks_the_boot_from_the_outputs_there() {
@@ -332,6 +332,46 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
     );
     let (code, stderr) = picks("disk", &["--uefi", "--append", "quiet"]);
     assert_eq!(code, Some(2), "usage error: {stderr}");
+
+    // An iso-bios output: picked alone, by --iso when there is no UEFI CD, by --bios.
+    touch("pc.iso");
+    for extra in [&[][..], &["--iso"], &["--bios"]] {
+        let (_, stderr) = picks("pc", extra);
+        assert!(
+            stderr.contains("booting pc under BIOS from CD"),
+            "{extra:?}: {stderr}"
+        );
+    }
+    touch("cd.iso");
+    let (_, stderr) = picks("cd", &["--iso"]);
+    assert!(stderr.contains("booting cd under UEFI from CD"), "{stderr}");
+    let (_, stderr) = picks("cd", &["--bios"]);
+    assert!(stderr.contains("booting cd under BIOS from CD"), "{stderr}");
+    let (code, stderr) = picks("disk", &["--bios"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("disk.iso not found") && stderr.contains("iso-bios"),
+        "{stderr}"
+    );
+    // A PC BIOS image is not booted as arm64, and --bios is not UEFI.
+    let mut arm = vec![
+        "--arch",
+        "arm64",
+        "--qemu",
+        false_qemu.to_str().unwrap(),
+        "pc",
+    ];
+    let (out, _) = run_qemu(&env, &arm);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("iso-bios"),
+        "{}",
+        text(&out.stderr)
+    );
+    arm.insert(0, "--uefi");
+    arm.insert(0, "--bios");
+    let (out, _) = run_qemu(&env, &arm);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
 
 /// The modules in fetch-kernel.sh's kernel.tar load in a guest with busybox modprobe (so its
