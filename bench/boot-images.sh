@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# The bootable image outputs: `oxkit build -f raw-efi,iso-efi,qcow2-efi,iso-bios` against the
-# standard tools doing the same job after `oxkit build -f kernel+initrd` in the same run:
+# The bootable image outputs: `oxkit build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,
+# qcow2-bios` against the standard tools doing the same job after `oxkit build -f kernel+initrd` in the same run:
 # systemd's documented way to make a unified kernel image (`objcopy --add-section` onto the EFI
 # stub); `sgdisk`, `mkfs.vfat --offset` and `mcopy` for the GPT disk and its EFI system
 # partition; `mkfs.vfat`, `mcopy` and `xorriso -as mkisofs -e` for the ISO's El Torito UEFI boot
-# image; `qemu-img convert -O qcow2` for the qcow2 disk; `genisoimage -b isolinux.bin
-# -boot-info-table` (as LinuxKit's iso-bios) for the ISOLINUX CD. Both start from the same
+# image; `qemu-img convert -O qcow2` for the qcow2 disks; `genisoimage -b isolinux.bin
+# -boot-info-table` and `isohybrid` (as LinuxKit's iso-bios) for the hybrid ISOLINUX CD, copied
+# as the BIOS disk. Both start from the same
 # images (about MB megabytes) with a warm page cache; medians of RUNS, and their ratio (below 1
 # is faster).
 #   bench/boot-images.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs systemd-boot-efi,
 #       binutils, gdisk, dosfstools, mtools, xorriso, qemu-utils, genisoimage, isolinux,
-#       syslinux-common)
+#       syslinux-common, syslinux-utils)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -18,8 +19,8 @@ total_mb=${1:-100}
 runs=${2:-5}
 stub=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
 isolinux=/usr/lib/ISOLINUX/isolinux.bin ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
-for t in objcopy sgdisk mkfs.vfat mcopy xorriso qemu-img genisoimage; do
-  command -v "$t" >/dev/null || { echo "boot-images.sh needs $t (binutils, gdisk, dosfstools, mtools, xorriso, qemu-utils, genisoimage)" >&2; exit 1; }
+for t in objcopy sgdisk mkfs.vfat mcopy xorriso qemu-img genisoimage isohybrid; do
+  command -v "$t" >/dev/null || { echo "boot-images.sh needs $t (binutils, gdisk, dosfstools, mtools, xorriso, qemu-utils, genisoimage, syslinux-utils)" >&2; exit 1; }
 done
 for f in "$stub" "$isolinux" "$ldlinux"; do
   [ -f "$f" ] || { echo "boot-images.sh needs $f (apt-get install systemd-boot-efi isolinux syslinux-common)" >&2; exit 1; }
@@ -51,7 +52,7 @@ services:
 YML
 printf 'ID=oxkit\n' >"$work/osrel"
 
-ours() { "$ox" -q build -f raw-efi,iso-efi,qcow2-efi,iso-bios --dir "$work/ox" "$work/bench.yml"; }
+ours() { "$ox" -q build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios --dir "$work/ox" "$work/bench.yml"; }
 tools() {
   local d=$work/tools
   rm -rf "$d" && mkdir -p "$d"
@@ -85,6 +86,9 @@ tools() {
     "$(cat "$d/bench-cmdline")" >"$d/bios/isolinux/isolinux.cfg"
   genisoimage -quiet -o "$d/bios.iso" -V OXKIT -c isolinux/boot.cat -b isolinux/isolinux.bin \
     -no-emul-boot -boot-load-size 4 -boot-info-table "$d/bios" 2>/dev/null
+  isohybrid "$d/bios.iso"
+  cp "$d/bios.iso" "$d/bios.img"
+  qemu-img convert -f raw -O qcow2 "$d/bios.img" "$d/bios.qcow2"
 }
 ours; tools  # warm the page cache and the store
 : >"$work/t.ours"; : >"$work/t.tools"
@@ -96,10 +100,10 @@ done
 o=$(median <"$work/t.ours"); t=$(median <"$work/t.tools")
 printf 'images %d MB, %d runs, %d cores\n' "$total_mb" "$runs" "$(nproc)"
 mb() { du -m --apparent-size "$1" | cut -f1; }
-printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy, xorriso, qemu-img, genisoimage  %6.2fs\n' "$t"
+printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy, xorriso, qemu-img, genisoimage, isohybrid  %6.2fs\n' "$t"
 printf '  (%d MB disk, %d MB UEFI ISO, %d MB qcow2, %d MB BIOS ISO)\n' "$(mb "$work/tools/disk.img")" \
   "$(mb "$work/tools/efi.iso")" "$(mb "$work/tools/disk.qcow2")" "$(mb "$work/tools/bios.iso")"
-printf 'oxkit build -f raw-efi,iso-efi,qcow2-efi,iso-bios                                %6.2fs  ratio %.2f (target <= 1.0)\n' \
+printf 'oxkit build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios                         %6.2fs  ratio %.2f (target <= 1.0)\n' \
   "$o" "$(echo "$o / $t" | bc -l)"
 printf '  (%d MB disk, %d MB UEFI ISO, %d MB qcow2, %d MB BIOS ISO)\n' "$(mb "$work/ox/bench-efi.img")" \
   "$(mb "$work/ox/bench-efi.iso")" "$(mb "$work/ox/bench-efi.qcow2")" "$(mb "$work/ox/bench.iso")"

@@ -72,6 +72,17 @@ const PLATFORM_X86: u8 = 0;
 const PLATFORM_EFI: u8 = 0xef;
 /// The sectors of a BIOS boot image the BIOS loads (`-boot-load-size 4`).
 const BIOS_LOAD_SECTORS: u16 = 4;
+/// A hybrid image's MBR: ISOLINUX's boot code (`isohdpfx.bin`), then where `isolinux.bin` is.
+const MBR_CODE_BYTES: usize = 432;
+/// ISOLINUX's boot program carries this at byte 64 when its MBR code can start it from a disk.
+const HYBRID_SIGNATURE: u32 = 0x7078_c0fb;
+/// `isohybrid`'s defaults: the disk geometry the partition's CHS fields use (cylinders of 1
+/// MiB, the unit the image is padded to), the partition type and its first sector.
+const HYBRID_HEADS: u64 = 64;
+const HYBRID_SECTORS: u64 = 32;
+const HYBRID_PARTITION_TYPE: u8 = 0x17;
+/// CHS addresses count at most 1024 cylinders.
+const CHS_MAX_CYLINDERS: u64 = 1024;
 /// Where the boot information table goes in a BIOS boot image, and where the checksummed part
 /// starts (mkisofs's `-boot-info-table`).
 const BOOT_INFO_TABLE: std::ops::Range<usize> = 8..64;
@@ -84,6 +95,15 @@ const SPARSE_CHUNK: usize = 4096;
 pub(crate) struct IsoFile<'a> {
     pub(crate) path: &'a str,
     pub(crate) data: &'a [u8],
+}
+
+/// What makes a BIOS image boot from a disk (a USB stick, a VM's disk) as well as from a CD,
+/// as `isohybrid` makes it: an MBR whose boot code (ISOLINUX's `isohdpfx.bin`) loads the boot
+/// program from the ISO 9660 file system, and one bootable partition spanning the image, padded
+/// to whole cylinders of 1 MiB. `disk_id` is the MBR's disk signature.
+pub(crate) struct Hybrid<'a> {
+    pub(crate) mbr_code: &'a [u8],
+    pub(crate) disk_id: u32,
 }
 
 /// What firmware boots the image's boot entry.
@@ -119,20 +139,42 @@ pub(crate) fn write_efi_iso(
         path: efi_boot_path,
         data: efi_boot,
     };
-    write_boot_iso(out, volume_id, BootPlatform::Efi, &boot, files)
+    write_boot_iso(out, volume_id, BootPlatform::Efi, &boot, files, None)
 }
 
 /// [`write_efi_iso`] for a PC BIOS: the catalog's entry (platform 0, x86) boots `boot.data`, a
 /// no-emulation boot program such as `isolinux.bin` (at least 64 bytes), of which the BIOS
 /// loads the first 2 KiB at 0000:7C00. Bytes 8 to 63 of the program as written to the image
-/// are its boot information table; the rest is as given.
+/// are its boot information table; the rest is as given. With `hybrid`, the image boots from a
+/// disk too (see [`Hybrid`]; the program must then carry ISOLINUX's hybrid signature) and is
+/// padded to whole MiB; the size returned is the padded one.
 pub(crate) fn write_bios_iso(
     out: &mut File,
     volume_id: &str,
     boot: &IsoFile<'_>,
     files: &[IsoFile<'_>],
+    hybrid: Option<&Hybrid<'_>>,
 ) -> Result<u64, String> {
-    write_boot_iso(out, volume_id, BootPlatform::Bios, boot, files)
+    if let Some(h) = hybrid {
+        if h.mbr_code.len() < MBR_CODE_BYTES {
+            return Err(format!(
+                "cannot make a hybrid ISO image: the MBR boot code is {} bytes, not at least {MBR_CODE_BYTES}",
+                h.mbr_code.len()
+            ));
+        }
+        let signature = boot
+            .data
+            .get(BOOT_INFO_TABLE.end..BOOT_INFO_TABLE.end + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if signature != Some(HYBRID_SIGNATURE) {
+            return Err(format!(
+                "cannot make a hybrid ISO image: the boot program {} has no isohybrid signature \
+                 at byte 64 (ISOLINUX 4 or later has one)",
+                boot.path
+            ));
+        }
+    }
+    write_boot_iso(out, volume_id, BootPlatform::Bios, boot, files, hybrid)
 }
 
 fn write_boot_iso(
@@ -141,6 +183,7 @@ fn write_boot_iso(
     platform: BootPlatform,
     boot: &IsoFile<'_>,
     files: &[IsoFile<'_>],
+    hybrid: Option<&Hybrid<'_>>,
 ) -> Result<u64, String> {
     let volume_id = check_volume_id(volume_id)?;
     match platform {
@@ -164,14 +207,20 @@ fn write_boot_iso(
         tree.add(file)?;
     }
     let layout = tree.layout()?;
-    let meta = tree.metadata(&layout, &volume_id, platform)?;
+    let mut meta = tree.metadata(&layout, &volume_id, platform)?;
     // The BIOS boot program, with the table that says where it is.
     let patched = (platform == BootPlatform::Bios)
         .then(|| with_boot_info_table(tree.files[0].data, layout.file_lba[0]));
     if let Some(p) = &patched {
         tree.files[0].data = p;
     }
-    let image_bytes = u64::from(layout.total_blocks) * BLOCK_U64;
+    let mut image_bytes = u64::from(layout.total_blocks) * BLOCK_U64;
+    if let Some(h) = hybrid {
+        let (mbr, padded) = hybrid_mbr(h.mbr_code, layout.file_lba[0], image_bytes, h.disk_id);
+        // The system area (blocks 0-15) is ours: the MBR is its first sector.
+        meta[..mbr.len()].copy_from_slice(&mbr);
+        image_bytes = padded;
+    }
     out.set_len(0)
         .and_then(|()| out.set_len(image_bytes))
         .map_err(|e| format!("cannot size the ISO image to {image_bytes} bytes: {e}"))?;
@@ -621,6 +670,38 @@ fn descriptor_header(d: &mut [u8], kind: u8) {
     d[0] = kind;
     d[1..6].copy_from_slice(b"CD001");
     d[6] = 1;
+}
+
+/// The MBR of a hybrid image whose boot program starts at block `boot_lba`, for an image of
+/// `iso_bytes`, and the image's length padded to whole cylinders; what `isohybrid` writes with
+/// its default geometry, partition type and offset, and `--id disk_id`.
+fn hybrid_mbr(mbr_code: &[u8], boot_lba: u32, iso_bytes: u64, disk_id: u32) -> ([u8; 512], u64) {
+    let cylinder = HYBRID_HEADS * HYBRID_SECTORS * 512;
+    let padded = iso_bytes.div_ceil(cylinder).max(1) * cylinder;
+    let cylinders = padded / cylinder;
+    // Beyond 1024 cylinders, the CHS end is the last one CHS can name (the LBA fields hold
+    // the truth).
+    let chs_cylinders = cylinders.min(CHS_MAX_CYLINDERS);
+    let mut mbr = [0u8; 512];
+    mbr[..MBR_CODE_BYTES].copy_from_slice(&mbr_code[..MBR_CODE_BYTES]);
+    // Where the boot code finds the boot program: its first 512-byte sector (64 bits).
+    mbr[432..440].copy_from_slice(&(u64::from(boot_lba) * 4).to_le_bytes());
+    mbr[440..444].copy_from_slice(&disk_id.to_le_bytes());
+    let last = chs_cylinders - 1;
+    let entry = &mut mbr[446..462];
+    entry[0] = 0x80; // bootable
+    // CHS start: head 0, sector 1, cylinder 0.
+    entry[1..4].copy_from_slice(&[0, 1, 0]);
+    entry[4] = HYBRID_PARTITION_TYPE;
+    entry[5] = (HYBRID_HEADS - 1) as u8;
+    entry[6] = (HYBRID_SECTORS + ((last & 0x300) >> 2)) as u8;
+    entry[7] = (last & 0xff) as u8;
+    // LBA start 0; the sector count, which 32 bits hold for images under 2 TiB.
+    let sectors = u32::try_from(cylinders * HYBRID_HEADS * HYBRID_SECTORS).unwrap_or(u32::MAX);
+    entry[12..16].copy_from_slice(&sectors.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    (mbr, padded)
 }
 
 /// `program` with its boot information table filled in for an image where it starts at block

@@ -18,9 +18,13 @@
 //!   only its clusters that hold data are stored;
 //! - `iso-bios`: `NAME.iso`, an ISO 9660 image whose El Torito catalog boots ISOLINUX on a PC
 //!   BIOS, which loads `kernel` and `initrd.img` (the initrd above) from the ISO with the
-//!   command line (see [`crate::iso`]). amd64 only. LinuxKit's `iso-bios` has no initrd: its
+//!   command line (see [`crate::iso`]). It is hybrid, as LinuxKit's: its MBR boots the same
+//!   from a disk (a USB stick, a VM's disk). amd64 only. LinuxKit's `iso-bios` has no initrd: its
 //!   kernel mounts the CD, a Rock Ridge copy of the file system, as the root; oxkit's runs the
-//!   same system from the initrd, as every other format does.
+//!   same system from the initrd, as every other format does;
+//! - `raw-bios`: `NAME-bios.img`, the `iso-bios` image as a disk (its MBR boots it), and
+//!   `qcow2-bios`: `NAME.qcow2`, the same as a qcow2 disk. LinuxKit's put syslinux on a FAT
+//!   partition; a BIOS boots either the same way, and both are read-only systems.
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
 //! when all outputs of the build are complete: a failed build leaves nothing behind, and a
@@ -50,6 +54,8 @@ const RAW_EFI_SUFFIX: &str = "-efi.img";
 const ISO_EFI_SUFFIX: &str = "-efi.iso";
 const QCOW2_EFI_SUFFIX: &str = "-efi.qcow2";
 const ISO_BIOS_SUFFIX: &str = ".iso";
+const RAW_BIOS_SUFFIX: &str = "-bios.img";
+const QCOW2_BIOS_SUFFIX: &str = ".qcow2";
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,10 +67,12 @@ pub enum Format {
     IsoEfi,
     Qcow2Efi,
     IsoBios,
+    RawBios,
+    Qcow2Bios,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 7] = [
+    pub const ALL: [&'static str; 9] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -72,6 +80,8 @@ impl Format {
         "iso-efi",
         "qcow2-efi",
         "iso-bios",
+        "raw-bios",
+        "qcow2-bios",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -85,6 +95,11 @@ impl Format {
         matches!(self, Format::RawEfi | Format::IsoEfi | Format::Qcow2Efi)
     }
 
+    /// Whether the format is booted by a PC BIOS (it holds the hybrid ISOLINUX image).
+    pub fn is_bios(self) -> bool {
+        matches!(self, Format::IsoBios | Format::RawBios | Format::Qcow2Bios)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Format::Tar => "tar",
@@ -94,6 +109,8 @@ impl Format {
             Format::IsoEfi => "iso-efi",
             Format::Qcow2Efi => "qcow2-efi",
             Format::IsoBios => "iso-bios",
+            Format::RawBios => "raw-bios",
+            Format::Qcow2Bios => "qcow2-bios",
         }
     }
 }
@@ -109,6 +126,8 @@ impl std::str::FromStr for Format {
             "iso-efi" => Ok(Format::IsoEfi),
             "qcow2-efi" => Ok(Format::Qcow2Efi),
             "iso-bios" => Ok(Format::IsoBios),
+            "raw-bios" => Ok(Format::RawBios),
+            "qcow2-bios" => Ok(Format::Qcow2Bios),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -138,16 +157,27 @@ pub struct OutputPlan {
     pub isolinux: Option<Isolinux>,
 }
 
-/// ISOLINUX's two files `iso-bios` needs: the boot program and the library it loads first.
+/// ISOLINUX's files `iso-bios` needs: the boot program, the library it loads first, and the
+/// MBR boot code that starts the boot program from a disk (the image is hybrid, as LinuxKit's
+/// `isohybrid` makes it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Isolinux {
     pub isolinux_bin: PathBuf,
     pub ldlinux_c32: PathBuf,
+    pub isohdpfx_bin: PathBuf,
+}
+
+/// ISOLINUX's files, read.
+struct IsolinuxFiles {
+    bin: Vec<u8>,
+    ldlinux: Vec<u8>,
+    mbr_code: Vec<u8>,
 }
 
 /// Where Debian's `isolinux` and `syslinux-common` packages put them.
 const DEBIAN_ISOLINUX_BIN: &str = "/usr/lib/ISOLINUX/isolinux.bin";
 const DEBIAN_LDLINUX_C32: &str = "/usr/lib/syslinux/modules/bios/ldlinux.c32";
+const DEBIAN_ISOHDPFX_BIN: &str = "/usr/lib/ISOLINUX/isohdpfx.bin";
 /// Where Alpine's and Fedora's `syslinux` packages put both.
 const SHARED_SYSLINUX_DIR: &str = "/usr/share/syslinux";
 
@@ -159,6 +189,7 @@ impl Isolinux {
         let in_dir = |d: &Path| Isolinux {
             isolinux_bin: d.join("isolinux.bin"),
             ldlinux_c32: d.join("ldlinux.c32"),
+            isohdpfx_bin: d.join("isohdpfx.bin"),
         };
         match dir {
             Some(d) => in_dir(d),
@@ -172,12 +203,18 @@ impl Isolinux {
             None => Isolinux {
                 isolinux_bin: DEBIAN_ISOLINUX_BIN.into(),
                 ldlinux_c32: DEBIAN_LDLINUX_C32.into(),
+                isohdpfx_bin: DEBIAN_ISOHDPFX_BIN.into(),
             },
         }
     }
 
+    /// The files, in the order their contents go into the image's inputs digest.
+    pub fn files(&self) -> [&Path; 3] {
+        [&self.isolinux_bin, &self.ldlinux_c32, &self.isohdpfx_bin]
+    }
+
     /// The files' contents, read; errors name the file and what to install.
-    fn read(&self) -> std::result::Result<(Vec<u8>, Vec<u8>), String> {
+    fn read(&self) -> std::result::Result<IsolinuxFiles, String> {
         const GET_THEM: &str =
             "install isolinux and syslinux-common (Debian, Ubuntu) or pass --syslinux DIR";
         let read = |p: &Path| {
@@ -196,7 +233,11 @@ impl Isolinux {
                 bin.len()
             ));
         }
-        Ok((bin, read(&self.ldlinux_c32)?))
+        Ok(IsolinuxFiles {
+            bin,
+            ldlinux: read(&self.ldlinux_c32)?,
+            mbr_code: read(&self.isohdpfx_bin)?,
+        })
     }
 }
 
@@ -303,19 +344,28 @@ impl OutputPlan {
         self.isolinux_for_outputs().map(drop)
     }
 
-    /// ISOLINUX's files, read, when `iso-bios` is planned.
-    fn isolinux_for_outputs(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        if !self.formats.contains(&Format::IsoBios) {
+    /// ISOLINUX's files, read, when a BIOS format is planned.
+    fn isolinux_for_outputs(&self) -> Result<Option<IsolinuxFiles>> {
+        let Some(path) = self.first_bios_output() else {
             return Ok(None);
-        }
-        let path = self.with_suffix(ISO_BIOS_SUFFIX);
+        };
         match &self.isolinux {
             Some(i) => i.read().map(Some).map_err(|e| Error::output(path, e)),
             None => Err(Error::output(
                 path,
-                "iso-bios needs ISOLINUX's files: none were given",
+                "the BIOS formats need ISOLINUX's files: none were given",
             )),
         }
+    }
+
+    /// The file of the first BIOS format planned (what errors about ISOLINUX name).
+    fn first_bios_output(&self) -> Option<PathBuf> {
+        self.formats.iter().find_map(|f| match f {
+            Format::IsoBios => Some(self.with_suffix(ISO_BIOS_SUFFIX)),
+            Format::RawBios => Some(self.with_suffix(RAW_BIOS_SUFFIX)),
+            Format::Qcow2Bios => Some(self.with_suffix(QCOW2_BIOS_SUFFIX)),
+            _ => None,
+        })
     }
 
     /// The EFI stub, read and checked, when a UEFI format is planned.
@@ -490,12 +540,16 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
                 pending.push(Pending { path, tmp });
             }
         }
-        if let Some((bin, ldlinux)) = &isolinux {
-            let path = plan.with_suffix(ISO_BIOS_SUFFIX);
-            let tmp = temp_for(&path)?;
-            write_iso_bios(&tmp, bin, ldlinux, &done, &initrd_tmp, &kernel_tmp)
-                .map_err(|e| Error::output(&path, e))?;
-            pending.push(Pending { path, tmp });
+        if let Some(isolinux) = &isolinux {
+            write_bios_outputs(
+                plan,
+                &dir,
+                isolinux,
+                &done,
+                &initrd_tmp,
+                &kernel_tmp,
+                &mut pending,
+            )?;
         }
         if tar_kernel_initrd {
             let path = plan.with_suffix("-initrd.tar");
@@ -621,12 +675,87 @@ fn isolinux_cfg(cmdline: &[u8]) -> String {
     )
 }
 
-/// `iso-bios`: ISOLINUX (`bin`, `ldlinux`) with its configuration, the kernel and the initrd
-/// on an ISO 9660 image whose El Torito catalog boots ISOLINUX on a PC BIOS.
+/// The BIOS formats: the hybrid image written once (to `iso-bios`'s file, else `raw-bios`'s,
+/// else a temporary file), then copied to `raw-bios`'s and converted to `qcow2-bios`'s.
+fn write_bios_outputs(
+    plan: &OutputPlan,
+    dir: &Path,
+    isolinux: &IsolinuxFiles,
+    done: &InitrdDone,
+    initrd: &NamedTempFile,
+    kernel: &NamedTempFile,
+    pending: &mut Vec<Pending>,
+) -> Result<()> {
+    let first = plan.first_bios_output().unwrap_or_default();
+    let wanted = |f: Format| plan.formats.contains(&f);
+    let mut written = Vec::new();
+    let holder = [Format::IsoBios, Format::RawBios]
+        .into_iter()
+        .find(|f| wanted(*f));
+    let image = match holder {
+        Some(f) => {
+            let suffix = if f == Format::IsoBios {
+                ISO_BIOS_SUFFIX
+            } else {
+                RAW_BIOS_SUFFIX
+            };
+            let path = plan.with_suffix(suffix);
+            let tmp = temp_for(&path)?;
+            let file = tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| Error::output(&path, e))?;
+            written.push(Pending { path, tmp });
+            file
+        }
+        None => tempfile::tempfile_in(dir).map_err(|e| {
+            Error::output(
+                &first,
+                format!("cannot create a temporary file in {}: {e}", dir.display()),
+            )
+        })?,
+    };
+    write_iso_bios(&image, isolinux, done, initrd, kernel).map_err(|e| Error::output(&first, e))?;
+    if wanted(Format::IsoBios) && wanted(Format::RawBios) {
+        let path = plan.with_suffix(RAW_BIOS_SUFFIX);
+        let tmp = temp_for(&path)?;
+        let mut from = image.try_clone().map_err(|e| Error::output(&path, e))?;
+        from.seek(SeekFrom::Start(0))
+            .and_then(|_| io::copy(&mut from, &mut tmp.as_file()))
+            .and_then(|_| tmp.as_file().sync_all())
+            .map_err(|e| Error::output(&path, e))?;
+        written.push(Pending { path, tmp });
+    }
+    if wanted(Format::Qcow2Bios) {
+        let path = plan.with_suffix(QCOW2_BIOS_SUFFIX);
+        let tmp = temp_for(&path)?;
+        write_qcow2_of(&tmp, &image).map_err(|e| Error::output(&path, e))?;
+        written.push(Pending { path, tmp });
+    }
+    pending.extend(written);
+    Ok(())
+}
+
+/// `raw` (a whole disk image) as a qcow2 image in `out`.
+fn write_qcow2_of(out: &NamedTempFile, raw: &File) -> std::result::Result<(), String> {
+    let len = raw
+        .metadata()
+        .map_err(|e| format!("cannot read back the raw disk: {e}"))?
+        .len();
+    let mut w = BufWriter::with_capacity(1 << 20, out.as_file());
+    crate::qcow2::write_qcow2(raw, len, &mut w)
+        .and_then(|_| w.flush())
+        .map_err(|e| format!("cannot write the qcow2 image: {e}"))?;
+    drop(w);
+    out.as_file().sync_all().map_err(|e| e.to_string())
+}
+
+/// ISOLINUX with its configuration, the kernel and the initrd on a hybrid ISO 9660 image: its
+/// El Torito catalog boots ISOLINUX on a PC BIOS from a CD, its MBR from a disk. The MBR's disk
+/// id comes from what the image boots.
 fn write_iso_bios(
-    out: &NamedTempFile,
-    bin: &[u8],
-    ldlinux: &[u8],
+    out: &File,
+    isolinux: &IsolinuxFiles,
     done: &InitrdDone,
     initrd: &NamedTempFile,
     kernel: &NamedTempFile,
@@ -637,10 +766,24 @@ fn write_iso_bios(
     let linux = read_back(kernel, done.kernel_len, "kernel")?;
     let initrd = read_back(initrd, done.initrd_len, "initrd")?;
     let cfg = isolinux_cfg(&done.cmdline);
+    let mut h = oxkit_spec::Sha256Hasher::new();
+    for part in [cfg.as_bytes(), &linux, &initrd] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let digest = h.finish();
+    let id = digest
+        .hex()
+        .get(..8)
+        .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+    let hybrid = crate::iso::Hybrid {
+        mbr_code: &isolinux.mbr_code,
+        disk_id: id.unwrap_or(0),
+    };
     let files = [
         crate::iso::IsoFile {
             path: "isolinux/ldlinux.c32",
-            data: ldlinux,
+            data: &isolinux.ldlinux,
         },
         crate::iso::IsoFile {
             path: "isolinux/isolinux.cfg",
@@ -657,10 +800,10 @@ fn write_iso_bios(
     ];
     let boot = crate::iso::IsoFile {
         path: "isolinux/isolinux.bin",
-        data: bin,
+        data: &isolinux.bin,
     };
-    let mut file = out.as_file().try_clone().map_err(|e| e.to_string())?;
-    crate::iso::write_bios_iso(&mut file, "OXKIT", &boot, &files)?;
+    let mut file = out.try_clone().map_err(|e| e.to_string())?;
+    crate::iso::write_bios_iso(&mut file, "OXKIT", &boot, &files, Some(&hybrid))?;
     file.sync_all().map_err(|e| e.to_string())
 }
 
@@ -694,16 +837,7 @@ fn write_qcow2_efi(
             f
         }
     };
-    let len = raw
-        .metadata()
-        .map_err(|e| format!("cannot read back the raw disk: {e}"))?
-        .len();
-    let mut w = BufWriter::with_capacity(1 << 20, out.as_file());
-    crate::qcow2::write_qcow2(&raw, len, &mut w)
-        .and_then(|_| w.flush())
-        .map_err(|e| format!("cannot write the qcow2 image: {e}"))?;
-    drop(w);
-    out.as_file().sync_all().map_err(|e| e.to_string())
+    write_qcow2_of(out, &raw)
 }
 
 /// `iso-efi`: the boot program in a FAT image that the ISO's El Torito catalog boots.
@@ -1051,7 +1185,7 @@ mod tests {
                 None,
                 "format tar must be the only format",
             ),
-            (&["raw-bios"][..], None, "unknown format \"raw-bios\""),
+            (&["vhd"][..], None, "unknown format \"vhd\""),
             (
                 &["raw-efi"][..],
                 Some("x"),

@@ -96,11 +96,11 @@ pub fn inputs_digest(
         let (label, digest) = file_content(stub);
         put(label, digest.as_bytes());
     }
-    if plan.formats.contains(&crate::output::Format::IsoBios)
+    if plan.formats.iter().any(|f| f.is_bios())
         && let Some(isolinux) = &plan.isolinux
     {
         // ISOLINUX is on the CD: other files, another image.
-        for f in [&isolinux.isolinux_bin, &isolinux.ldlinux_c32] {
+        for f in isolinux.files() {
             put("isolinux", f.as_os_str().as_encoded_bytes());
             let (label, digest) = file_content(f);
             put(label, digest.as_bytes());

@@ -94,9 +94,10 @@ pub enum Boot {
         image: PathBuf,
         media: Media,
     },
-    /// An `iso-bios` CD image, booted by QEMU's own PC BIOS (SeaBIOS) from the same SCSI CD
-    /// drive a UEFI CD uses; the command line is inside the image. amd64 only.
-    BiosCdrom { image: PathBuf },
+    /// An `iso-bios` CD image or a `raw-bios` or `qcow2-bios` disk image, booted by QEMU's own
+    /// PC BIOS (SeaBIOS) from the drive a UEFI image of that kind uses; the command line is
+    /// inside the image. amd64 only.
+    Bios { image: PathBuf, media: Media },
 }
 
 /// How a UEFI boot image is attached.
@@ -145,8 +146,16 @@ pub fn kernel_cmdline(base: &str, append: &[String], arch: Arch) -> String {
     out.join(" ")
 }
 
-/// `image` in a SCSI CD drive on virtio-scsi, the first boot device.
-fn boot_cdrom(args: &mut Args, image: &Path) {
+/// `image` as the first boot device: the first virtio disk (raw, or qcow2 for a `.qcow2`), or
+/// a SCSI CD drive on virtio-scsi.
+fn boot_image(args: &mut Args, disks: &mut Vec<Disk>, image: &Path, media: Media) {
+    if media == Media::Disk {
+        disks.push(Disk {
+            path: image.to_path_buf(),
+            format: Some(crate::files::disk_format(image).into()),
+        });
+        return;
+    }
     let mut drive = OsString::from("file=");
     drive.push(escape_option_value(image.as_os_str()));
     drive.push(",if=none,id=cd0,media=cdrom,readonly=on,format=raw");
@@ -193,15 +202,9 @@ pub fn qemu_args(spec: &VmSpec, accel: Accel, qmp_socket: &Path) -> Vec<OsString
             media,
         } => {
             args.push2("-bios", firmware);
-            match media {
-                Media::Disk => disks.push(Disk {
-                    path: image.clone(),
-                    format: Some(crate::files::disk_format(image).into()),
-                }),
-                Media::Cdrom => boot_cdrom(&mut args, image),
-            }
+            boot_image(&mut args, &mut disks, image, *media);
         }
-        Boot::BiosCdrom { image } => boot_cdrom(&mut args, image),
+        Boot::Bios { image, media } => boot_image(&mut args, &mut disks, image, *media),
     }
     disks.extend(spec.disks.iter().cloned());
     args.push2("-object", "rng-random,id=rng0,filename=/dev/urandom");
@@ -440,8 +443,9 @@ mod tests {
     #[test]
     fn a_bios_cd_boots_from_the_cd_drive_with_qemus_own_firmware() {
         let mut s = spec(Arch::Amd64);
-        s.boot = Boot::BiosCdrom {
+        s.boot = Boot::Bios {
             image: "out/minimal.iso".into(),
+            media: Media::Cdrom,
         };
         let args = strings(qemu_args(&s, Accel::Tcg, Path::new("/q")));
         let joined = args.join(" ");
@@ -454,6 +458,26 @@ mod tests {
         );
         for flag in ["-bios", "-kernel", "-initrd", "-append"] {
             assert!(!args.iter().any(|a| a == flag), "{flag}: {joined}");
+        }
+        // A BIOS disk is the first virtio disk, qcow2 or raw.
+        for (image, format) in [
+            ("out/minimal.qcow2", "qcow2"),
+            ("out/minimal-bios.img", "raw"),
+        ] {
+            s.boot = Boot::Bios {
+                image: image.into(),
+                media: Media::Disk,
+            };
+            let args = strings(qemu_args(&s, Accel::Tcg, Path::new("/q")));
+            let joined = args.join(" ");
+            assert!(
+                joined.contains(&format!("-drive file={image},if=virtio,format={format}")),
+                "{joined}"
+            );
+            assert!(
+                !args.iter().any(|a| a == "-bios" || a == "-cdrom"),
+                "{joined}"
+            );
         }
     }
 

@@ -65,6 +65,22 @@ pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
         Media::Disk => (&["-efi.img", "-efi.qcow2"], "raw-efi or qcow2-efi"),
         Media::Cdrom => (&["-efi.iso"], "iso-efi"),
     };
+    find_image(name, suffixes, format)
+}
+
+/// The image of a BIOS output, which must exist: for [`Media::Disk`] `NAME-bios.img`
+/// (`raw-bios`), else `NAME.qcow2` (`qcow2-bios`); for [`Media::Cdrom`] `NAME.iso`
+/// (`iso-bios`).
+pub fn bios_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
+    let (suffixes, format): (&[&str], _) = match media {
+        Media::Disk => (&["-bios.img", ".qcow2"], "raw-bios or qcow2-bios"),
+        Media::Cdrom => (&[".iso"], "iso-bios"),
+    };
+    find_image(name, suffixes, format)
+}
+
+/// The first of `NAME` + `suffixes` that exists, or an error naming them and the `format`.
+fn find_image(name: &Path, suffixes: &[&str], format: &'static str) -> Result<PathBuf, VmError> {
     let candidates: Vec<PathBuf> = suffixes.iter().map(|s| suffixed(name, s)).collect();
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
@@ -82,22 +98,8 @@ pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
     })
 }
 
-/// The CD image of an `iso-bios` output, which must exist: `NAME.iso`.
-pub fn bios_image(name: &Path) -> Result<PathBuf, VmError> {
-    let image = suffixed(name, ".iso");
-    if image.is_file() {
-        return Ok(image);
-    }
-    Err(VmError::ImageOutputMissing {
-        expected: image.display().to_string(),
-        path: image,
-        name: name.display().to_string(),
-        format: "iso-bios",
-        hint: hint(name),
-    })
-}
-
-/// How QEMU reads a UEFI disk image: `qcow2` for a `qcow2-efi` output (`.qcow2`), else `raw`.
+/// How QEMU reads a disk image: `qcow2` for a `qcow2-efi` or `qcow2-bios` output (`.qcow2`),
+/// else `raw`.
 pub fn disk_format(image: &Path) -> &'static str {
     if image.extension().is_some_and(|e| e == "qcow2") {
         "qcow2"
@@ -160,7 +162,9 @@ fn hint(name: &Path) -> String {
         "-efi.img",
         "-efi.iso",
         "-efi.qcow2",
+        "-bios.img",
         ".iso",
+        ".qcow2",
     ]
     .iter()
     .find_map(|suffix| text.strip_suffix(suffix))
@@ -258,18 +262,35 @@ mod tests {
             "{err}"
         );
 
-        let err = bios_image(&name).expect_err("no iso");
+        let err = bios_image(&name, Media::Cdrom).expect_err("no iso");
         assert!(
             err.to_string().contains("minimal.iso") && err.to_string().contains("iso-bios"),
             "{err}"
         );
         std::fs::write(dir.path().join("minimal.iso"), b"cd").expect("iso");
         assert_eq!(
-            bios_image(&name).expect("found"),
+            bios_image(&name, Media::Cdrom).expect("found"),
             dir.path().join("minimal.iso")
         );
-        let err = bios_image(&dir.path().join("minimal.iso")).expect_err("file given");
+        let err = bios_image(&dir.path().join("minimal.iso"), Media::Cdrom).expect_err("file");
         assert!(err.to_string().contains("did you mean"), "{err}");
+        let err = bios_image(&name, Media::Disk).expect_err("no disk");
+        assert!(
+            err.to_string().contains("minimal-bios.img or ")
+                && err.to_string().contains("minimal.qcow2")
+                && err.to_string().contains("raw-bios or qcow2-bios"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("minimal.qcow2"), b"q").expect("qcow2");
+        assert_eq!(
+            bios_image(&name, Media::Disk).expect("found"),
+            dir.path().join("minimal.qcow2")
+        );
+        std::fs::write(dir.path().join("minimal-bios.img"), b"d").expect("raw");
+        assert_eq!(
+            bios_image(&name, Media::Disk).expect("found"),
+            dir.path().join("minimal-bios.img")
+        );
 
         let fw = dir.path().join("fw.fd");
         let err = uefi_firmware(Arch::Amd64, Some(&fw)).expect_err("missing");

@@ -1,13 +1,14 @@
 //! Boots a `kernel+initrd` output (`NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline`), or a
 //! `raw-efi` (`NAME-efi.img`), `qcow2-efi` (`NAME-efi.qcow2`) or `iso-efi` (`NAME-efi.iso`)
-//! one under UEFI firmware, or an `iso-bios` one (`NAME.iso`) under QEMU's PC BIOS, in QEMU
-//! with the guest's serial console on the caller's terminal: the engine behind `oxkit run qemu`, shaped like LinuxKit's
+//! one under UEFI firmware, or an `iso-bios` (`NAME.iso`), `raw-bios` (`NAME-bios.img`) or
+//! `qcow2-bios` (`NAME.qcow2`) one under QEMU's PC BIOS, in QEMU with the guest's serial
+//! console on the caller's terminal: the engine behind `oxkit run qemu`, shaped like LinuxKit's
 //! `linuxkit run qemu`.
 //!
 //! It is split so that everything but the process handling is tested without QEMU:
 //! - [`BootFiles`] finds the three files of an output and reads its command line;
 //!   [`efi_image`] and [`uefi_firmware`] find a UEFI output and the firmware to boot it,
-//!   [`bios_image`] an `iso-bios` output;
+//!   [`bios_image`] a BIOS output;
 //! - [`kernel_cmdline`] and [`qemu_args`] are pure: they turn a [`VmSpec`] into the exact
 //!   QEMU arguments (unit-tested against expected argument lists);
 //! - [`resolve_accel`] decides between KVM and TCG; `auto` boots the kernel briefly under KVM

@@ -662,12 +662,20 @@ fn the_fat_image_is_the_esps_file_system_without_the_disk() {
     assert!(disk[1024 * 1024..1024 * 1024 + fat.len()] == fat[..]);
 }
 
+/// How QEMU is given the image.
+#[derive(Clone, Copy)]
+enum Drive {
+    Cd,
+    Disk,
+}
+
 /// Boots QEMU (x86-64, TCG, no display, no network) with `firmware` (`None`: its own SeaBIOS)
-/// and `img` as its CD until `wanted` shows on the serial console or `timeout` passes; QEMU is
-/// killed then. Whether it showed, and the console.
-fn boot_cd_until(
+/// and `img` as its CD or first disk until `wanted` shows on the serial console or `timeout`
+/// passes; QEMU is killed then. Whether it showed, and the console.
+fn boot_until(
     firmware: Option<&Path>,
     img: &Path,
+    drive: Drive,
     wanted: &'static str,
     timeout: std::time::Duration,
 ) -> (bool, String) {
@@ -678,7 +686,13 @@ fn boot_cd_until(
         "tcg",
         "-m",
         "256",
-        "-nographic",
+        // The serial port is the console. Not -nographic: with it, SeaBIOS copies the VGA
+        // text to the serial port too, and ISOLINUX's own serial output interleaves with
+        // that copy byte by byte.
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
         "-no-reboot",
         "-nic",
         "none",
@@ -686,9 +700,13 @@ fn boot_cd_until(
     if let Some(fw) = firmware {
         cmd.arg("-bios").arg(fw);
     }
+    match drive {
+        Drive::Cd => cmd.arg("-cdrom").arg(img),
+        Drive::Disk => cmd
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=ide", img.display())),
+    };
     let mut child = cmd
-        .arg("-cdrom")
-        .arg(img)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -735,9 +753,10 @@ fn ovmf_boots_the_efi_file_from_the_cd() {
     let dir = tempfile::tempdir().unwrap();
     let fat = fat_image(dir.path(), &efi);
     let img = write_iso(dir.path(), "boot.iso", "OXKIT", &fat, &[]);
-    let (shown, console) = boot_cd_until(
+    let (shown, console) = boot_until(
         Some(firmware),
         &img,
+        Drive::Cd,
         SD_BOOT_MENU,
         std::time::Duration::from_secs(60),
     );
@@ -766,14 +785,20 @@ fn isolinux_files() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
-fn write_bios(dir: &Path, name: &str, boot: &[u8], files: &[IsoFile<'_>]) -> PathBuf {
+fn write_bios(
+    dir: &Path,
+    name: &str,
+    boot: &[u8],
+    files: &[IsoFile<'_>],
+    hybrid: Option<&Hybrid<'_>>,
+) -> PathBuf {
     let path = dir.join(name);
     let mut out = open_rw(&path);
     let boot = IsoFile {
         path: "isolinux/isolinux.bin",
         data: boot,
     };
-    let size = write_bios_iso(&mut out, "OXKIT", &boot, files).unwrap();
+    let size = write_bios_iso(&mut out, "OXKIT", &boot, files, hybrid).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
     path
 }
@@ -792,7 +817,7 @@ fn the_bios_entry_and_boot_info_table_match_genisoimage() {
         path: "kernel",
         data: &other,
     }];
-    let ours = std::fs::read(write_bios(dir.path(), "ours.iso", &program, &files)).unwrap();
+    let ours = std::fs::read(write_bios(dir.path(), "ours.iso", &program, &files, None)).unwrap();
     let tree = dir.path().join("tree");
     std::fs::create_dir_all(tree.join("isolinux")).unwrap();
     std::fs::write(tree.join("isolinux/isolinux.bin"), &program).unwrap();
@@ -866,23 +891,25 @@ fn a_bios_boot_program_too_short_for_its_table_is_refused() {
         path: "isolinux/isolinux.bin",
         data: &[0x90; 63],
     };
-    let e = write_bios_iso(&mut out, "OXKIT", &boot, &[]).unwrap_err();
+    let e = write_bios_iso(&mut out, "OXKIT", &boot, &[], None).unwrap_err();
     assert!(
         e.contains("isolinux/isolinux.bin") && e.contains("63 bytes"),
         "{e}"
     );
 }
 
-/// A PC BIOS boots the image from a CD drive: SeaBIOS under QEMU loads `isolinux.bin` through
-/// the catalog, which finds itself through its boot information table, then `ldlinux.c32` and
-/// its configuration through the ISO 9660 directories, whose `SAY` line shows on the serial
-/// console. ISOLINUX checks the table's checksum: a wrong one stops it at "Image checksum
+/// A PC BIOS boots the image from a CD drive and, hybrid, from a disk: SeaBIOS under QEMU
+/// loads `isolinux.bin` through the catalog (from a disk, the MBR's boot code loads it), which
+/// finds itself through its boot information table, then `ldlinux.c32` and its configuration
+/// through the ISO 9660 directories, and tries to load the kernel it names. ISOLINUX checks the table's checksum: a wrong one stops it at "Image checksum
 /// error".
 #[test]
 fn seabios_boots_isolinux_from_the_cd() {
     let (isolinux, ldlinux) = isolinux_files();
+    // ISOLINUX reads the configuration and tries to load the kernel it names (which is not
+    // there): "Loading /NAME... failed" on the serial port shows the configuration was read.
     let cfg = format!(
-        "SERIAL 0 115200\nSAY {ISOLINUX_SAYS}\nPROMPT 0\nDEFAULT none\nLABEL none\n  KERNEL /absent\n"
+        "SERIAL 0 115200\nPROMPT 0\nDEFAULT none\nLABEL none\n  KERNEL /{ISOLINUX_CONFIG_KERNEL}\n"
     );
     let dir = tempfile::tempdir().unwrap();
     let files = [
@@ -895,21 +922,128 @@ fn seabios_boots_isolinux_from_the_cd() {
             data: cfg.as_bytes(),
         },
     ];
-    let img = write_bios(dir.path(), "bios.iso", &isolinux, &files);
-    let (shown, console) = boot_cd_until(
-        None,
-        &img,
-        ISOLINUX_SAYS,
-        std::time::Duration::from_secs(60),
-    );
-    assert!(
-        shown,
-        "ISOLINUX did not run its configuration within 60 s:\n{console}"
-    );
+    let hybrid = Hybrid {
+        mbr_code: &isohdpfx(),
+        disk_id: 0x0a0b_0c0d,
+    };
+    let img = write_bios(dir.path(), "bios.iso", &isolinux, &files, Some(&hybrid));
+    for drive in [Drive::Cd, Drive::Disk] {
+        let (shown, console) = boot_until(
+            None,
+            &img,
+            drive,
+            ISOLINUX_LOADS,
+            std::time::Duration::from_secs(60),
+        );
+        assert!(
+            shown,
+            "ISOLINUX did not run its configuration within 60 s:\n{console}"
+        );
+    }
 }
 
-/// What the test configuration makes ISOLINUX print.
-const ISOLINUX_SAYS: &str = "oxkit-isolinux-read-its-config";
+/// ISOLINUX's MBR boot code for hybrid images, from Debian's `isolinux`.
+fn isohdpfx() -> Vec<u8> {
+    let path = "/usr/lib/ISOLINUX/isohdpfx.bin";
+    std::fs::read(path)
+        .unwrap_or_else(|e| panic!("cannot read {path} ({e}): apt-get install -y isolinux"))
+}
+
+/// The hybrid image is what `isohybrid --id ID` makes of the same image without it, byte for
+/// byte: the MBR in the first sector, the padding to whole MiB. For an image of more than 1024
+/// cylinders (a sparse one), the MBR matches too.
+#[test]
+fn hybrid_images_are_what_isohybrid_makes() {
+    let (isolinux, ldlinux) = isolinux_files();
+    let mbr_code = isohdpfx();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = random_bytes(11, 3_000_000);
+    let files = [
+        IsoFile {
+            path: "isolinux/ldlinux.c32",
+            data: &ldlinux,
+        },
+        IsoFile {
+            path: "kernel",
+            data: &kernel,
+        },
+    ];
+    let id = 0x1234_5678;
+    let hybrid = Hybrid {
+        mbr_code: &mbr_code,
+        disk_id: id,
+    };
+    let ours = write_bios(dir.path(), "ours.iso", &isolinux, &files, Some(&hybrid));
+    let plain = write_bios(dir.path(), "plain.iso", &isolinux, &files, None);
+    let isohybrid = |iso: &Path| {
+        run_all(
+            Command::new(tool("isohybrid", "syslinux-utils"))
+                .args([
+                    "--id",
+                    &id.to_string(),
+                    "--mbr",
+                    "/usr/lib/ISOLINUX/isohdpfx.bin",
+                ])
+                .arg(iso),
+        )
+    };
+    isohybrid(&plain);
+    let (ours, theirs) = (
+        std::fs::read(&ours).unwrap(),
+        std::fs::read(&plain).unwrap(),
+    );
+    assert_eq!(ours.len() % (1 << 20), 0, "padded to whole MiB");
+    assert_eq!(ours.len(), theirs.len());
+    assert!(ours[..512] == theirs[..512], "MBRs differ");
+    assert!(ours == theirs, "the images differ past the MBR");
+
+    // 1,536 cylinders: past what CHS addresses.
+    let big = dir.path().join("big.iso");
+    std::fs::copy(dir.path().join("ours.iso"), &big).unwrap();
+    let f = File::options().write(true).open(&big).unwrap();
+    let big_len: u64 = 1536 << 20;
+    f.set_len(big_len - 5000).unwrap();
+    f.write_all_at(&[0u8; 512], 0).unwrap();
+    drop(f);
+    isohybrid(&big);
+    let theirs = std::fs::read(&big).unwrap();
+    assert_eq!(theirs.len() as u64, big_len);
+    let lba = Catalog::read(&ours).boot_lba();
+    let (mbr, padded) = hybrid_mbr(&mbr_code, lba, big_len - 5000, id);
+    assert_eq!(padded, big_len);
+    assert!(mbr[..] == theirs[..512], "MBRs differ for 1536 cylinders");
+}
+
+#[test]
+fn a_boot_program_without_the_hybrid_signature_is_refused_for_hybrid_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = open_rw(&dir.path().join("nohybrid.iso"));
+    let program = random_bytes(5, 4096);
+    let boot = IsoFile {
+        path: "isolinux/isolinux.bin",
+        data: &program,
+    };
+    let code = isohdpfx();
+    let hybrid = Hybrid {
+        mbr_code: &code,
+        disk_id: 1,
+    };
+    let e = write_bios_iso(&mut out, "OXKIT", &boot, &[], Some(&hybrid)).unwrap_err();
+    assert!(
+        e.contains("isolinux/isolinux.bin") && e.contains("isohybrid"),
+        "{e}"
+    );
+    let short = Hybrid {
+        mbr_code: &code[..100],
+        disk_id: 1,
+    };
+    let e = write_bios_iso(&mut out, "OXKIT", &boot, &[], Some(&short)).unwrap_err();
+    assert!(e.contains("100 bytes"), "{e}");
+}
+
+/// The kernel the test configuration names, and what ISOLINUX prints when it tries to load it.
+const ISOLINUX_CONFIG_KERNEL: &str = "oxkit-configured-kernel";
+const ISOLINUX_LOADS: &str = "Loading /oxkit-configured-kernel";
 
 /// What systemd-boot shows on a system without boot entries.
 const SD_BOOT_MENU: &str = "Reboot Into Firmware Interface";

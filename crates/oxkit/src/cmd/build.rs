@@ -30,9 +30,11 @@ raw-efi (NAME-efi.img: a GPT disk whose EFI system partition holds the kernel, i
 command line as one unified kernel image, booted by UEFI firmware directly; needs systemd's EFI \
 stub, from Debian's systemd-boot-efi or --efi-stub), iso-efi (NAME-efi.iso: an ISO 9660 image \
 whose El Torito catalog boots the same unified kernel image on UEFI), qcow2-efi \
-(NAME-efi.qcow2: the raw-efi disk as a qcow2 image), iso-bios (NAME.iso: an ISO 9660 image \
-whose El Torito catalog boots ISOLINUX on a PC BIOS, which loads the kernel and initrd from it; \
-amd64 only; needs Debian's isolinux and syslinux-common, or --syslinux). NAME defaults to the last \
+(NAME-efi.qcow2: the raw-efi disk as a qcow2 image), iso-bios (NAME.iso: a hybrid ISO 9660 \
+image whose El Torito catalog, or MBR from a disk, boots ISOLINUX on a PC BIOS, which loads the \
+kernel and initrd from it; needs Debian's isolinux and syslinux-common, or --syslinux), raw-bios \
+(NAME-bios.img: the same image, as a disk), qcow2-bios (NAME.qcow2: the same as a qcow2 disk); \
+the BIOS formats are amd64 only. NAME defaults to the last \
 YAML file's name without its extension.\n\n\
 Images come from the local store, else from their registry (only the platform of --arch). \
 Output is reproducible: the same YAML and images give the same bytes (mtimes are \
@@ -62,8 +64,9 @@ pub struct BuildArgs {
     /// or linuxaa64.efi.stub for arm64]
     #[arg(long, value_name = "FILE")]
     efi_stub: Option<PathBuf>,
-    /// Directory holding ISOLINUX's isolinux.bin and ldlinux.c32, for iso-bios [default:
-    /// Debian's /usr/lib/ISOLINUX and /usr/lib/syslinux/modules/bios, else /usr/share/syslinux]
+    /// Directory holding ISOLINUX's isolinux.bin, ldlinux.c32 and isohdpfx.bin, for the BIOS
+    /// formats [default: Debian's /usr/lib/ISOLINUX and /usr/lib/syslinux/modules/bios, else
+    /// /usr/share/syslinux]
     #[arg(long, value_name = "DIR")]
     syslinux: Option<PathBuf>,
     /// Print the merged configuration (with @pkg: resolved) and stop; needs no images
@@ -140,9 +143,12 @@ pub fn run(global: &GlobalArgs, printer: &Printer, args: BuildArgs) -> Result<()
         .efi_stub
         .clone()
         .or_else(|| oxkit_assembly::default_efi_stub(platform.arch()));
-    if plan.formats.contains(&oxkit_assembly::Format::IsoBios) && platform.arch() != "amd64" {
+    if let Some(f) = plan.formats.iter().find(|f| f.is_bios())
+        && platform.arch() != "amd64"
+    {
         bail!(
-            "iso-bios boots PCs with a BIOS, which are amd64: build {} images as iso-efi or raw-efi",
+            "{} boots PCs with a BIOS, which are amd64: build {} images as iso-efi or raw-efi",
+            f.name(),
             platform.arch()
         );
     }

@@ -130,7 +130,8 @@ fn uefi_checks() -> Vec<Check> {
 /// (only PCs boot it, so only an amd64 host misses them).
 fn bios_check() -> Check {
     let files = oxkit_assembly::Isolinux::find(None);
-    let missing: Vec<String> = [&files.isolinux_bin, &files.ldlinux_c32]
+    let missing: Vec<String> = files
+        .files()
         .into_iter()
         .filter(|p| !p.is_file())
         .map(|p| p.display().to_string())
@@ -140,11 +141,7 @@ fn bios_check() -> Check {
         return Check {
             id,
             status: Status::Ok,
-            summary: format!(
-                "{} and {}",
-                files.isolinux_bin.display(),
-                files.ldlinux_c32.display()
-            ),
+            summary: files.files().map(|p| p.display().to_string()).join(", "),
             fix: None,
         };
     }

@@ -26,17 +26,18 @@ pub struct RunArgs {
 enum RunCommand {
     /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU, a
     /// raw-efi (NAME-efi.img), qcow2-efi (NAME-efi.qcow2) or iso-efi (NAME-efi.iso) output
-    /// under UEFI firmware, or an iso-bios output (NAME.iso) under the PC BIOS
+    /// under UEFI firmware, or an iso-bios (NAME.iso), raw-bios (NAME-bios.img) or qcow2-bios
+    /// (NAME.qcow2) output under the PC BIOS
     ///
     /// The guest's serial console is on stdout. The kernel command line is NAME-cmdline, then
     /// the --append arguments, plus console=ttyS0 (amd64) or console=ttyAMA0 (arm64) and
     /// panic=-1 unless already set. With --uefi, OVMF or AAVMF boots NAME-efi.img, else
     /// NAME-efi.qcow2; with --iso, NAME-efi.iso from a CD drive (or NAME.iso under the BIOS
-    /// when there is no NAME-efi.iso); with --bios, NAME.iso. The command line of those is the
-    /// one inside the image. Without NAME-kernel, the first of those NAME has is booted.
-    /// QEMU runs with -no-reboot, so a reboot ends the run. Exit status: 0 when the guest
-    /// powers off; 1 when it reboots or panics, the timeout expires or QEMU fails; 2 for bad
-    /// flags.
+    /// when there is no NAME-efi.iso); with --bios, NAME-bios.img, NAME.qcow2 or NAME.iso. The
+    /// command line of those is the one inside the image. Without NAME-kernel, the first of
+    /// those NAME has is booted. QEMU runs with -no-reboot, so a reboot ends the run. Exit
+    /// status: 0 when the guest powers off; 1 when it reboots or panics, the timeout expires
+    /// or QEMU fails; 2 for bad flags.
     Qemu(QemuArgs),
 }
 
@@ -88,7 +89,8 @@ struct QemuArgs {
     /// NAME.iso (iso-bios) with the PC BIOS when there is no NAME-efi.iso
     #[arg(long, conflicts_with = "append")]
     iso: bool,
-    /// Boot NAME.iso (an iso-bios output) from a CD drive with QEMU's PC BIOS (amd64)
+    /// Boot NAME-bios.img (raw-bios), else NAME.qcow2 (qcow2-bios), else NAME.iso (iso-bios,
+    /// from a CD drive; with --iso always) with QEMU's PC BIOS (amd64)
     #[arg(long, conflicts_with_all = ["append", "uefi", "firmware"])]
     bios: bool,
     /// UEFI firmware for --uefi [default: Debian's OVMF (ovmf) or AAVMF (qemu-efi-aarch64)]
@@ -169,16 +171,16 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
                 decision,
             )
         }
-        BootChoice::BiosCdrom => {
+        BootChoice::Bios(media) => {
             if arch != Arch::Amd64 {
                 bail!(
-                    "{} is an iso-bios image, for PCs with a BIOS: it boots only as amd64 (use --arch amd64, or build {arch} images as iso-efi)",
+                    "{} is a BIOS image, for PCs: it boots only as amd64 (use --arch amd64, or build {arch} images as iso-efi or raw-efi)",
                     args.name.display()
                 );
             }
-            let image = oxkit_vm::bios_image(&args.name)?;
+            let image = oxkit_vm::bios_image(&args.name, media)?;
             let decision = image_accel(&image)?;
-            (Boot::BiosCdrom { image }, decision)
+            (Boot::Bios { image, media }, decision)
         }
         BootChoice::Kernel => {
             let files = BootFiles::from_prefix(&args.name)?;
@@ -219,7 +221,8 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
             BootChoice::Kernel => "",
             BootChoice::Uefi(Media::Disk) => " under UEFI",
             BootChoice::Uefi(Media::Cdrom) => " under UEFI from CD",
-            BootChoice::BiosCdrom => " under BIOS from CD",
+            BootChoice::Bios(Media::Disk) => " under BIOS",
+            BootChoice::Bios(Media::Cdrom) => " under BIOS from CD",
         },
         decision.accel.as_str(),
         spec.memory_mib,
@@ -253,26 +256,32 @@ fn qemu(printer: &Printer, args: QemuArgs) -> Result<()> {
 enum BootChoice {
     Kernel,
     Uefi(Media),
-    BiosCdrom,
+    Bios(Media),
 }
 
 /// The boot the flags ask for, else the one the files NAME has allow: a kernel+initrd output
-/// first, then a UEFI disk (raw or qcow2), a UEFI CD, and an iso-bios CD. `--iso` means the
-/// UEFI CD when there is one or UEFI is asked for, else the BIOS CD.
+/// first, then a UEFI disk (raw or qcow2), a UEFI CD, a BIOS disk (raw or qcow2) and a BIOS
+/// CD. `--iso` means the UEFI CD when there is one or UEFI is asked for, else the BIOS CD;
+/// `--bios` the BIOS disk when there is one, else (or with `--iso`) the BIOS CD.
 fn choose_boot(args: &QemuArgs) -> BootChoice {
     let has = |suffix| suffixed(&args.name, suffix).is_file();
     let kernel = suffixed(&args.name, "-kernel").exists();
     let efi_disk = has("-efi.img") || has("-efi.qcow2");
     let efi_cd = has("-efi.iso");
+    let bios_disk = has("-bios.img") || has(".qcow2");
     let bios_cd = has(".iso");
     let uefi_asked = args.uefi || args.firmware.is_some();
     if args.bios {
-        BootChoice::BiosCdrom
+        if args.iso || (!bios_disk && bios_cd) {
+            BootChoice::Bios(Media::Cdrom)
+        } else {
+            BootChoice::Bios(Media::Disk)
+        }
     } else if args.iso {
         if uefi_asked || efi_cd || !bios_cd {
             BootChoice::Uefi(Media::Cdrom)
         } else {
-            BootChoice::BiosCdrom
+            BootChoice::Bios(Media::Cdrom)
         }
     } else if args.uefi || (kernel && uefi_asked) {
         BootChoice::Uefi(Media::Disk)
@@ -284,8 +293,10 @@ fn choose_boot(args: &QemuArgs) -> BootChoice {
         BootChoice::Uefi(Media::Cdrom)
     } else if uefi_asked {
         BootChoice::Uefi(Media::Disk)
+    } else if bios_disk {
+        BootChoice::Bios(Media::Disk)
     } else if bios_cd {
-        BootChoice::BiosCdrom
+        BootChoice::Bios(Media::Cdrom)
     } else {
         BootChoice::Kernel
     }

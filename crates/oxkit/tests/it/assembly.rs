@@ -689,19 +689,26 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
 
 /// `iso-bios`: ISOLINUX boots from the El Torito catalog's BIOS entry and loads the image's
 /// kernel and whole initrd (the kernel+initrd outputs, byte for byte) with its command line
-/// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it. ISOLINUX's files are inputs
-/// like the images; missing ones and a foreign architecture are refused before any output.
+/// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it; the image is hybrid (one
+/// bootable partition over it all, as `sfdisk` reads it), and `raw-bios` and `qcow2-bios` are
+/// the same image as a raw and a qcow2 disk. ISOLINUX's files are inputs like the images;
+/// missing ones and a foreign architecture are refused before any output.
 #[test]
-fn iso_bios_boots_isolinux_with_the_kernel_initrd_and_cmdline() {
+fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
     let env = Env::new();
     images(&env);
     let yml = write_system(&env);
     let build = |dir: &str, extra: &[&str]| {
         let mut c = env.oxkit();
-        c.args(["build", "--format", "kernel+initrd,iso-bios", "--dir"])
-            .arg(env.path().join(dir))
-            .args(extra)
-            .arg(&yml);
+        c.args([
+            "build",
+            "--format",
+            "kernel+initrd,iso-bios,raw-bios,qcow2-bios",
+            "--dir",
+        ])
+        .arg(env.path().join(dir))
+        .args(extra)
+        .arg(&yml);
         c
     };
     run_ok(&mut build("out", &[]));
@@ -759,6 +766,46 @@ fn iso_bios_boots_isolinux_with_the_kernel_initrd_and_cmdline() {
     );
     assert!(report.contains("/ISOLINUX/ISOLINUX.BIN"), "{report}");
 
+    // Hybrid: an MBR with one bootable partition (isohybrid's type 0x17) over the image.
+    let iso_len = std::fs::metadata(&iso).unwrap().len();
+    assert_eq!(iso_len % (1 << 20), 0, "padded to whole MiB");
+    let table: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(require_tool("sfdisk")).arg("--json").arg(&iso),
+    ))
+    .unwrap();
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 1, "{table}");
+    assert_eq!(parts[0]["type"], "17", "{table}");
+    assert_eq!(parts[0]["bootable"], true, "{table}");
+    assert_eq!(parts[0]["size"].as_u64().unwrap() * 512, iso_len, "{table}");
+    // raw-bios is that image; qcow2-bios holds it, also when built alone.
+    assert_eq!(sha256(&out.join("system-bios.img")), sha256(&iso));
+    let qemu_img = require_tool("qemu-img");
+    let same = run_ok(
+        Command::new(&qemu_img)
+            .args(["compare", "-f", "raw", "-F", "qcow2"])
+            .arg(&iso)
+            .arg(out.join("system.qcow2")),
+    );
+    assert!(same.contains("Images are identical"), "{same}");
+    let alone = env.path().join("alone");
+    run_ok(
+        env.oxkit()
+            .args(["build", "-f", "qcow2-bios", "--dir"])
+            .arg(&alone)
+            .arg(&yml),
+    );
+    assert_eq!(
+        sha256(&alone.join("system.qcow2")),
+        sha256(&out.join("system.qcow2"))
+    );
+    no_temporaries(&alone);
+    assert_eq!(
+        std::fs::read_dir(&alone).unwrap().count(),
+        1,
+        "qcow2-bios alone wrote more"
+    );
+
     // Other ISOLINUX files make another image; the same ones leave it alone.
     let syslinux = env.path().join("syslinux");
     std::fs::create_dir_all(&syslinux).unwrap();
@@ -770,6 +817,11 @@ fn iso_bios_boots_isolinux_with_the_kernel_initrd_and_cmdline() {
     std::fs::copy(
         "/usr/lib/syslinux/modules/bios/ldlinux.c32",
         syslinux.join("ldlinux.c32"),
+    )
+    .unwrap();
+    std::fs::copy(
+        "/usr/lib/ISOLINUX/isohdpfx.bin",
+        syslinux.join("isohdpfx.bin"),
     )
     .unwrap();
     let dir_arg = syslinux.to_str().unwrap();
@@ -799,7 +851,7 @@ fn iso_bios_boots_isolinux_with_the_kernel_initrd_and_cmdline() {
     let bad = env.path().join("bad");
     assert!(
         !bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(),
-        "a failed iso-bios build left files in {}",
+        "a failed BIOS build left files in {}",
         bad.display()
     );
     // A PC BIOS image is amd64's only.
@@ -1033,8 +1085,8 @@ fn bad_input_is_refused_with_its_location_and_leaves_nothing() {
             .args(["build", "-f", "tar,kernel+initrd", "x.yml"]),
     );
     assert!(e.contains("format tar must be the only format"), "{e}");
-    let e = run_fail(env.oxkit().args(["build", "-f", "raw-bios", "x.yml"]));
-    assert!(e.contains("unknown format \"raw-bios\""), "{e}");
+    let e = run_fail(env.oxkit().args(["build", "-f", "vhd", "x.yml"]));
+    assert!(e.contains("unknown format \"vhd\""), "{e}");
     let e = run_fail(
         env.oxkit()
             .args(["build", "-f", "kernel+initrd", "-o", "x", "x.yml"]),

@@ -293,7 +293,7 @@ fn minimal_example(arch: &str, uname: &str) {
     // iso-bios boots PCs with a BIOS: amd64 only.
     let bios = arch == "amd64";
     let formats = if bios {
-        "kernel+initrd,raw-efi,iso-efi,qcow2-efi,iso-bios"
+        "kernel+initrd,raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios"
     } else {
         "kernel+initrd,raw-efi,iso-efi,qcow2-efi"
     };
@@ -317,8 +317,10 @@ fn minimal_example(arch: &str, uname: &str) {
         "minimal-efi.iso",
         "minimal-efi.qcow2",
         "minimal.iso",
+        "minimal-bios.img",
+        "minimal.qcow2",
     ] {
-        if file == "minimal.iso" && !bios {
+        if !bios && ["minimal.iso", "minimal-bios.img", "minimal.qcow2"].contains(&file) {
             continue;
         }
         let (a, b) = (
@@ -354,33 +356,51 @@ fn minimal_example(arch: &str, uname: &str) {
     // (OVMF, AAVMF) finds EFI/BOOT/BOOTX64.EFI (BOOTAA64.EFI), systemd's stub starts the
     // kernel with the initrd and command line it carries, and oxkit's init runs the same
     // containers.
-    // Last, the qcow2 disk alone under another name: `run qemu` picks UEFI by itself, and
-    // attaches the disk as qcow2.
-    let qcow2 = env.path().join("qcow2/minimal");
-    std::fs::create_dir_all(qcow2.parent().unwrap()).unwrap();
-    std::fs::hard_link(
-        env.path().join("out-a/minimal-efi.qcow2"),
-        env.path().join("qcow2/minimal-efi.qcow2"),
-    )
-    .unwrap();
-    // On amd64, the BIOS CD too: SeaBIOS starts ISOLINUX, which loads the kernel and initrd
-    // from the ISO 9660 file system.
-    for (name, flag, says, what) in [
-        (&name, Some("--uefi"), "under UEFI (", "UEFI disk"),
-        (&name, Some("--iso"), "under UEFI from CD", "UEFI CD"),
-        (&qcow2, None, "under UEFI (", "UEFI qcow2 disk"),
-        (&name, Some("--bios"), "under BIOS from CD", "BIOS CD"),
-    ] {
-        if flag == Some("--bios") && !bios {
-            continue;
-        }
-        let uefi_boot = boot(&env, arch, name, flag.as_slice());
-        assert!(uefi_boot.stderr.contains(says), "{}", uefi_boot.stderr);
-        check_boot(&uefi_boot, uname);
+    // Then the qcow2 disk alone under another name: `run qemu` picks UEFI by itself, and
+    // attaches the disk as qcow2. On amd64, the BIOS images too: SeaBIOS starts ISOLINUX from
+    // the CD's El Torito catalog or the disk's MBR, which loads the kernel and initrd from the
+    // ISO 9660 file system; the qcow2 one alone, picked by itself.
+    let alone = |dir: &str, file: &str| {
+        let name = env.path().join(dir).join("minimal");
+        std::fs::create_dir_all(env.path().join(dir)).unwrap();
+        std::fs::hard_link(
+            env.path().join("out-a").join(file),
+            env.path().join(dir).join(file),
+        )
+        .unwrap();
+        name
+    };
+    let qcow2 = alone("qcow2", "minimal-efi.qcow2");
+    let mut boots: Vec<(PathBuf, &[&str], &str, &str)> = vec![
+        (name.clone(), &["--uefi"], "under UEFI (", "UEFI disk"),
+        (name.clone(), &["--iso"], "under UEFI from CD", "UEFI CD"),
+        (qcow2, &[], "under UEFI (", "UEFI qcow2 disk"),
+    ];
+    if bios {
+        boots.extend([
+            (
+                name.clone(),
+                &["--bios", "--iso"][..],
+                "under BIOS from CD",
+                "BIOS CD",
+            ),
+            (name.clone(), &["--bios"][..], "under BIOS (", "BIOS disk"),
+            (
+                alone("qcow2-bios", "minimal.qcow2"),
+                &[][..],
+                "under BIOS (",
+                "BIOS qcow2 disk",
+            ),
+        ]);
+    }
+    for (name, flags, says, what) in boots {
+        let image_boot = boot(&env, arch, &name, flags);
+        assert!(image_boot.stderr.contains(says), "{}", image_boot.stderr);
+        check_boot(&image_boot, uname);
         eprintln!(
             "{what} boot ({arch}): QEMU start -> init {:.2} s -> power-off {:.2} s",
-            uefi_boot.expect(INIT_LINE).as_secs_f64(),
-            uefi_boot.took.as_secs_f64()
+            image_boot.expect(INIT_LINE).as_secs_f64(),
+            image_boot.took.as_secs_f64()
         );
     }
 }

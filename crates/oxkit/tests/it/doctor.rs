@@ -162,6 +162,7 @@ fn doctor_json_agrees_with_the_kernel() {
             if ovmf { "ok" } else { "missing" }
         );
         let isolinux = Path::new("/usr/lib/ISOLINUX/isolinux.bin").is_file()
+            && Path::new("/usr/lib/ISOLINUX/isohdpfx.bin").is_file()
             && Path::new("/usr/lib/syslinux/modules/bios/ldlinux.c32").is_file();
         assert_eq!(
             check(&report, "isolinux")["status"],

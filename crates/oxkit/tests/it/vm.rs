@@ -333,7 +333,8 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
     let (code, stderr) = picks("disk", &["--uefi", "--append", "quiet"]);
     assert_eq!(code, Some(2), "usage error: {stderr}");
 
-    // An iso-bios output: picked alone, by --iso when there is no UEFI CD, by --bios.
+    // An iso-bios output: picked alone, by --iso when there is no UEFI CD, by --bios when
+    // there is no BIOS disk.
     touch("pc.iso");
     for extra in [&[][..], &["--iso"], &["--bios"]] {
         let (_, stderr) = picks("pc", extra);
@@ -350,9 +351,28 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
     let (code, stderr) = picks("disk", &["--bios"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
+        stderr.contains("disk-bios.img not found") && stderr.contains("raw-bios or qcow2-bios"),
+        "{stderr}"
+    );
+    let (code, stderr) = picks("disk", &["--bios", "--iso"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
         stderr.contains("disk.iso not found") && stderr.contains("iso-bios"),
         "{stderr}"
     );
+    // raw-bios and qcow2-bios disks: picked alone or by --bios, before the CD beside them.
+    for f in ["hd-bios.img", "hd.iso", "pcq.qcow2"] {
+        touch(f);
+    }
+    for (name, extra, says) in [
+        ("hd", &[][..], "booting hd under BIOS ("),
+        ("hd", &["--bios"], "booting hd under BIOS ("),
+        ("hd", &["--bios", "--iso"], "booting hd under BIOS from CD"),
+        ("pcq", &[], "booting pcq under BIOS ("),
+    ] {
+        let (_, stderr) = picks(name, extra);
+        assert!(stderr.contains(says), "{name} {extra:?}: {stderr}");
+    }
     // A PC BIOS image is not booted as arm64, and --bios is not UEFI.
     let mut arm = vec![
         "--arch",
@@ -364,7 +384,7 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
     let (out, _) = run_qemu(&env, &arm);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("iso-bios"),
+        text(&out.stderr).contains("BIOS image"),
         "{}",
         text(&out.stderr)
     );
