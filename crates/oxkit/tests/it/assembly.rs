@@ -176,6 +176,51 @@ fn json_file(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
+/// `oxkit build --format FORMATS --dir ENV/DIR EXTRA... YML`.
+fn build_in(env: &Env, yml: &Path, formats: &str, dir: &str, extra: &[&str]) -> Command {
+    let mut c = env.oxkit();
+    c.args(["build", "--format", formats, "--dir"])
+        .arg(env.path().join(dir))
+        .args(extra)
+        .arg(yml);
+    c
+}
+
+/// Whether a `build --json` said its outputs were up to date (nothing written).
+fn up_to_date(json: &str) -> bool {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["upToDate"].as_bool().unwrap()
+}
+
+/// A failed build wrote nothing into `dir`.
+fn nothing_in(dir: &Path) {
+    assert!(
+        !dir.exists() || std::fs::read_dir(dir).unwrap().next().is_none(),
+        "a failed build left files in {}",
+        dir.display()
+    );
+}
+
+/// xorriso's report of `iso`'s El Torito catalog: it has exactly one boot image, for
+/// `platform` (`UEFI`, `BIOS`). The report.
+fn one_el_torito_entry(iso: &Path, platform: &str) -> String {
+    let report = run_ok(
+        Command::new(require_tool("xorriso"))
+            .arg("-indev")
+            .arg(iso)
+            .args(["-report_el_torito", "plain"]),
+    );
+    let entries: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("El Torito boot img :"))
+        .collect();
+    assert!(
+        entries.len() == 1 && entries[0].contains(&format!(" {platform} ")),
+        "{report}"
+    );
+    report
+}
+
 fn no_temporaries(dir: &Path) {
     let left: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -451,17 +496,7 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
     images(&env);
     let yml = write_system(&env);
     let build = |dir: &str, extra: &[&str]| {
-        let mut c = env.oxkit();
-        c.args([
-            "build",
-            "--format",
-            "kernel+initrd,raw-efi,iso-efi",
-            "--dir",
-        ])
-        .arg(env.path().join(dir))
-        .args(extra)
-        .arg(&yml);
-        c
+        build_in(&env, &yml, "kernel+initrd,raw-efi,iso-efi", dir, extra)
     };
     run_ok(&mut build("out", &[]));
     run_ok(&mut build("again", &[]));
@@ -508,20 +543,7 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
     // the same unified kernel image.
     let iso = out.join("system-efi.iso");
     let xorriso = require_tool("xorriso");
-    let report = run_ok(
-        Command::new(&xorriso)
-            .arg("-indev")
-            .arg(&iso)
-            .args(["-report_el_torito", "plain"]),
-    );
-    let boot_entries: Vec<&str> = report
-        .lines()
-        .filter(|l| l.starts_with("El Torito boot img :"))
-        .collect();
-    assert!(
-        boot_entries.len() == 1 && boot_entries[0].contains(" UEFI "),
-        "{report}"
-    );
+    let report = one_el_torito_entry(&iso, "UEFI");
     assert!(
         report.contains("El Torito img path :   1  /EFI/BOOT/EFIBOOT.IMG"),
         "{report}"
@@ -554,18 +576,14 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
     std::fs::copy("/usr/lib/systemd/boot/efi/linuxx64.efi.stub", &stub).unwrap();
     let stub_arg = stub.to_str().unwrap();
     run_ok(&mut build("stubbed", &["--efi-stub", stub_arg]));
-    let up_to_date = |out: String| -> bool {
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["upToDate"].as_bool().unwrap()
-    };
     let again = run_ok(&mut build("stubbed", &["--json", "--efi-stub", stub_arg]));
-    assert!(up_to_date(again), "the same stub rebuilt the outputs");
+    assert!(up_to_date(&again), "the same stub rebuilt the outputs");
     let mut bytes = std::fs::read(&stub).unwrap();
     bytes.push(0);
     std::fs::write(&stub, bytes).unwrap();
     let changed = run_ok(&mut build("stubbed", &["--json", "--efi-stub", stub_arg]));
     assert!(
-        !up_to_date(changed),
+        !up_to_date(&changed),
         "another stub left the outputs as they were"
     );
 
@@ -579,11 +597,7 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
         e.contains("/nonexistent/linuxx64.efi.stub") && e.contains("systemd-boot-efi"),
         "{e}"
     );
-    assert!(
-        !bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(),
-        "a failed raw-efi build left files in {}",
-        bad.display()
-    );
+    nothing_in(&bad);
     // The stub is checked before any image is looked for (this one is in no store or registry).
     let absent = env.path().join("absent.yml");
     std::fs::write(&absent, "kernel:\n  image: 127.0.0.1:9/test/absent:1\n").unwrap();
@@ -618,14 +632,7 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
     let env = Env::new();
     images(&env);
     let yml = write_system(&env);
-    let build = |dir: &str, formats: &str| {
-        run_ok(
-            env.oxkit()
-                .args(["build", "--format", formats, "--dir"])
-                .arg(env.path().join(dir))
-                .arg(&yml),
-        )
-    };
+    let build = |dir: &str, formats: &str| run_ok(&mut build_in(&env, &yml, formats, dir, &[]));
     build("both", "raw-efi,qcow2-efi");
     build("alone", "qcow2-efi");
     build("again", "qcow2-efi");
@@ -699,17 +706,13 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
     images(&env);
     let yml = write_system(&env);
     let build = |dir: &str, extra: &[&str]| {
-        let mut c = env.oxkit();
-        c.args([
-            "build",
-            "--format",
+        build_in(
+            &env,
+            &yml,
             "kernel+initrd,iso-bios,raw-bios,qcow2-bios",
-            "--dir",
-        ])
-        .arg(env.path().join(dir))
-        .args(extra)
-        .arg(&yml);
-        c
+            dir,
+            extra,
+        )
     };
     run_ok(&mut build("out", &[]));
     run_ok(&mut build("again", &[]));
@@ -750,20 +753,7 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
             && cfg.contains("APPEND initrd=/initrd.img console=ttyS0 quiet\n"),
         "{cfg}"
     );
-    let report = run_ok(
-        Command::new(require_tool("xorriso"))
-            .arg("-indev")
-            .arg(&iso)
-            .args(["-report_el_torito", "plain"]),
-    );
-    let entries: Vec<&str> = report
-        .lines()
-        .filter(|l| l.starts_with("El Torito boot img :"))
-        .collect();
-    assert!(
-        entries.len() == 1 && entries[0].contains(" BIOS "),
-        "{report}"
-    );
+    let report = one_el_torito_entry(&iso, "BIOS");
     assert!(report.contains("/ISOLINUX/ISOLINUX.BIN"), "{report}");
 
     // Hybrid: an MBR with one bootable partition (isohybrid's type 0x17) over the image.
@@ -788,13 +778,8 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
             .arg(out.join("system.qcow2")),
     );
     assert!(same.contains("Images are identical"), "{same}");
+    run_ok(&mut build_in(&env, &yml, "qcow2-bios", "alone", &[]));
     let alone = env.path().join("alone");
-    run_ok(
-        env.oxkit()
-            .args(["build", "-f", "qcow2-bios", "--dir"])
-            .arg(&alone)
-            .arg(&yml),
-    );
     assert_eq!(
         sha256(&alone.join("system.qcow2")),
         sha256(&out.join("system.qcow2"))
@@ -825,19 +810,15 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
     )
     .unwrap();
     let dir_arg = syslinux.to_str().unwrap();
-    let up_to_date = |out: String| -> bool {
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["upToDate"].as_bool().unwrap()
-    };
     run_ok(&mut build("own", &["--syslinux", dir_arg]));
-    assert!(up_to_date(run_ok(&mut build(
+    assert!(up_to_date(&run_ok(&mut build(
         "own",
         &["--json", "--syslinux", dir_arg]
     ))));
     let mut ldlinux = std::fs::read(syslinux.join("ldlinux.c32")).unwrap();
     ldlinux.push(0);
     std::fs::write(syslinux.join("ldlinux.c32"), &ldlinux).unwrap();
-    assert!(!up_to_date(run_ok(&mut build(
+    assert!(!up_to_date(&run_ok(&mut build(
         "own",
         &["--json", "--syslinux", dir_arg]
     ))));
@@ -848,12 +829,7 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
         e.contains("/nonexistent/isolinux.bin") && e.contains("syslinux-common"),
         "{e}"
     );
-    let bad = env.path().join("bad");
-    assert!(
-        !bad.exists() || std::fs::read_dir(&bad).unwrap().next().is_none(),
-        "a failed BIOS build left files in {}",
-        bad.display()
-    );
+    nothing_in(&env.path().join("bad"));
     // A PC BIOS image is amd64's only.
     let e = run_fail(&mut build("bad", &["--arch", "arm64"]));
     assert!(e.contains("iso-bios") && e.contains("amd64"), "{e}");
