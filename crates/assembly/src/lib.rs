@@ -12,7 +12,7 @@
 //!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
 //!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `qcow2-efi`, `iso-bios`,
-//!    `raw-bios`, `qcow2-bios`): reproducible bytes, flat memory (but for the boot images,
+//!    `raw-bios`, `qcow2-bios`, `vhd`): reproducible bytes, flat memory (but for the boot images,
 //!    which hold the kernel and initrd in memory), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
@@ -43,6 +43,7 @@ mod tree;
 pub mod trust;
 mod uki;
 pub mod uptodate;
+mod vhd;
 
 pub use config::{Config, YamlInput};
 pub use error::{Error, Result};

@@ -22,9 +22,10 @@
 //!   from a disk (a USB stick, a VM's disk). amd64 only. LinuxKit's `iso-bios` has no initrd: its
 //!   kernel mounts the CD, a Rock Ridge copy of the file system, as the root; oxkit's runs the
 //!   same system from the initrd, as every other format does;
-//! - `raw-bios`: `NAME-bios.img`, the `iso-bios` image as a disk (its MBR boots it), and
-//!   `qcow2-bios`: `NAME.qcow2`, the same as a qcow2 disk. LinuxKit's put syslinux on a FAT
-//!   partition; a BIOS boots either the same way, and both are read-only systems.
+//! - `raw-bios`: `NAME-bios.img`, the `iso-bios` image as a disk (its MBR boots it);
+//!   `qcow2-bios`: `NAME.qcow2`, the same as a qcow2 disk; `vhd`: `NAME.vhd`, the same as a
+//!   fixed VHD (see [`crate::vhd`]), for Hyper-V and Azure. LinuxKit's put syslinux on an ext4
+//!   or FAT partition; a BIOS boots either the same way, and both are read-only systems.
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
 //! when all outputs of the build are complete: a failed build leaves nothing behind, and a
@@ -56,6 +57,7 @@ const QCOW2_EFI_SUFFIX: &str = "-efi.qcow2";
 const ISO_BIOS_SUFFIX: &str = ".iso";
 const RAW_BIOS_SUFFIX: &str = "-bios.img";
 const QCOW2_BIOS_SUFFIX: &str = ".qcow2";
+const VHD_SUFFIX: &str = ".vhd";
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,10 +71,11 @@ pub enum Format {
     IsoBios,
     RawBios,
     Qcow2Bios,
+    Vhd,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 9] = [
+    pub const ALL: [&'static str; 10] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -82,6 +85,7 @@ impl Format {
         "iso-bios",
         "raw-bios",
         "qcow2-bios",
+        "vhd",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -97,7 +101,10 @@ impl Format {
 
     /// Whether the format is booted by a PC BIOS (it holds the hybrid ISOLINUX image).
     pub fn is_bios(self) -> bool {
-        matches!(self, Format::IsoBios | Format::RawBios | Format::Qcow2Bios)
+        matches!(
+            self,
+            Format::IsoBios | Format::RawBios | Format::Qcow2Bios | Format::Vhd
+        )
     }
 
     pub fn name(self) -> &'static str {
@@ -111,6 +118,7 @@ impl Format {
             Format::IsoBios => "iso-bios",
             Format::RawBios => "raw-bios",
             Format::Qcow2Bios => "qcow2-bios",
+            Format::Vhd => "vhd",
         }
     }
 }
@@ -128,6 +136,7 @@ impl std::str::FromStr for Format {
             "iso-bios" => Ok(Format::IsoBios),
             "raw-bios" => Ok(Format::RawBios),
             "qcow2-bios" => Ok(Format::Qcow2Bios),
+            "vhd" => Ok(Format::Vhd),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -364,6 +373,7 @@ impl OutputPlan {
             Format::IsoBios => Some(self.with_suffix(ISO_BIOS_SUFFIX)),
             Format::RawBios => Some(self.with_suffix(RAW_BIOS_SUFFIX)),
             Format::Qcow2Bios => Some(self.with_suffix(QCOW2_BIOS_SUFFIX)),
+            Format::Vhd => Some(self.with_suffix(VHD_SUFFIX)),
             _ => None,
         })
     }
@@ -541,15 +551,15 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             }
         }
         if let Some(isolinux) = &isolinux {
-            write_bios_outputs(
+            pending.extend(write_bios_outputs(
                 plan,
                 &dir,
                 isolinux,
                 &done,
                 &initrd_tmp,
                 &kernel_tmp,
-                &mut pending,
-            )?;
+                a.epoch,
+            )?);
         }
         if tar_kernel_initrd {
             let path = plan.with_suffix("-initrd.tar");
@@ -675,8 +685,9 @@ fn isolinux_cfg(cmdline: &[u8]) -> String {
     )
 }
 
-/// The BIOS formats: the hybrid image written once (to `iso-bios`'s file, else `raw-bios`'s,
-/// else a temporary file), then copied to `raw-bios`'s and converted to `qcow2-bios`'s.
+/// The BIOS formats' files, to be renamed into place: the hybrid image written once (to
+/// `iso-bios`'s file, else `raw-bios`'s, else a temporary file), then copied to `raw-bios`'s
+/// and converted to `qcow2-bios`'s and `vhd`'s (made at `epoch`).
 fn write_bios_outputs(
     plan: &OutputPlan,
     dir: &Path,
@@ -684,8 +695,8 @@ fn write_bios_outputs(
     done: &InitrdDone,
     initrd: &NamedTempFile,
     kernel: &NamedTempFile,
-    pending: &mut Vec<Pending>,
-) -> Result<()> {
+    epoch: i64,
+) -> Result<Vec<Pending>> {
     let first = plan.first_bios_output().unwrap_or_default();
     let wanted = |f: Format| plan.formats.contains(&f);
     let mut written = Vec::new();
@@ -715,7 +726,8 @@ fn write_bios_outputs(
             )
         })?,
     };
-    write_iso_bios(&image, isolinux, done, initrd, kernel).map_err(|e| Error::output(&first, e))?;
+    let id = write_iso_bios(&image, isolinux, done, initrd, kernel)
+        .map_err(|e| Error::output(&first, e))?;
     if wanted(Format::IsoBios) && wanted(Format::RawBios) {
         let path = plan.with_suffix(RAW_BIOS_SUFFIX);
         let tmp = temp_for(&path)?;
@@ -732,8 +744,20 @@ fn write_bios_outputs(
         write_qcow2_of(&tmp, &image).map_err(|e| Error::output(&path, e))?;
         written.push(Pending { path, tmp });
     }
-    pending.extend(written);
-    Ok(())
+    if wanted(Format::Vhd) {
+        let path = plan.with_suffix(VHD_SUFFIX);
+        let tmp = temp_for(&path)?;
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        crate::vhd::write_fixed_vhd(&image, &mut w, epoch, id)
+            .and_then(|()| w.flush())
+            .map_err(|e| Error::output(&path, e))?;
+        drop(w);
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::output(&path, e))?;
+        written.push(Pending { path, tmp });
+    }
+    Ok(written)
 }
 
 /// `raw` (a whole disk image) as a qcow2 image in `out`.
@@ -752,14 +776,15 @@ fn write_qcow2_of(out: &NamedTempFile, raw: &File) -> std::result::Result<(), St
 
 /// ISOLINUX with its configuration, the kernel and the initrd on a hybrid ISO 9660 image: its
 /// El Torito catalog boots ISOLINUX on a PC BIOS from a CD, its MBR from a disk. The MBR's disk
-/// id comes from what the image boots.
+/// id comes from what the image boots: the first 4 of the 16 bytes returned, which make an id
+/// for the disk formats that carry one (VHD's unique id).
 fn write_iso_bios(
     out: &File,
     isolinux: &IsolinuxFiles,
     done: &InitrdDone,
     initrd: &NamedTempFile,
     kernel: &NamedTempFile,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<[u8; 16], String> {
     if done.kernel_len == 0 {
         return Err("iso-bios needs a kernel: the YAML's kernel section has no image".into());
     }
@@ -772,13 +797,17 @@ fn write_iso_bios(
         h.update(part);
     }
     let digest = h.finish();
-    let id = digest
-        .hex()
-        .get(..8)
-        .and_then(|hex| u32::from_str_radix(hex, 16).ok());
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = digest
+            .hex()
+            .get(i * 2..i * 2 + 2)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .unwrap_or(0);
+    }
     let hybrid = crate::iso::Hybrid {
         mbr_code: &isolinux.mbr_code,
-        disk_id: id.unwrap_or(0),
+        disk_id: u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
     };
     let files = [
         crate::iso::IsoFile {
@@ -804,7 +833,8 @@ fn write_iso_bios(
     };
     let mut file = out.try_clone().map_err(|e| e.to_string())?;
     crate::iso::write_bios_iso(&mut file, "OXKIT", &boot, &files, Some(&hybrid))?;
-    file.sync_all().map_err(|e| e.to_string())
+    file.sync_all().map_err(|e| e.to_string())?;
+    Ok(id)
 }
 
 /// `raw-efi`: the boot program on a fresh EFI system partition. `seed` (the program's digest)
@@ -1185,7 +1215,7 @@ mod tests {
                 None,
                 "format tar must be the only format",
             ),
-            (&["vhd"][..], None, "unknown format \"vhd\""),
+            (&["vmdk"][..], None, "unknown format \"vmdk\""),
             (
                 &["raw-efi"][..],
                 Some("x"),

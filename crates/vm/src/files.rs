@@ -69,11 +69,14 @@ pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
 }
 
 /// The image of a BIOS output, which must exist: for [`Media::Disk`] `NAME-bios.img`
-/// (`raw-bios`), else `NAME.qcow2` (`qcow2-bios`); for [`Media::Cdrom`] `NAME.iso`
-/// (`iso-bios`).
+/// (`raw-bios`), else `NAME.qcow2` (`qcow2-bios`), else `NAME.vhd` (`vhd`); for
+/// [`Media::Cdrom`] `NAME.iso` (`iso-bios`).
 pub fn bios_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
     let (suffixes, format): (&[&str], _) = match media {
-        Media::Disk => (&["-bios.img", ".qcow2"], "raw-bios or qcow2-bios"),
+        Media::Disk => (
+            &["-bios.img", ".qcow2", ".vhd"],
+            "raw-bios, qcow2-bios or vhd",
+        ),
         Media::Cdrom => (&[".iso"], "iso-bios"),
     };
     find_image(name, suffixes, format)
@@ -99,12 +102,12 @@ fn find_image(name: &Path, suffixes: &[&str], format: &'static str) -> Result<Pa
 }
 
 /// How QEMU reads a disk image: `qcow2` for a `qcow2-efi` or `qcow2-bios` output (`.qcow2`),
-/// else `raw`.
+/// `vpc` for a `vhd` one (`.vhd`; QEMU does not recognise a fixed VHD by itself), else `raw`.
 pub fn disk_format(image: &Path) -> &'static str {
-    if image.extension().is_some_and(|e| e == "qcow2") {
-        "qcow2"
-    } else {
-        "raw"
+    match image.extension().and_then(|e| e.to_str()) {
+        Some("qcow2") => "qcow2",
+        Some("vhd") => "vpc",
+        _ => "raw",
     }
 }
 
@@ -165,6 +168,7 @@ fn hint(name: &Path) -> String {
         "-bios.img",
         ".iso",
         ".qcow2",
+        ".vhd",
     ]
     .iter()
     .find_map(|suffix| text.strip_suffix(suffix))
@@ -278,9 +282,14 @@ mod tests {
         assert!(
             err.to_string().contains("minimal-bios.img or ")
                 && err.to_string().contains("minimal.qcow2")
-                && err.to_string().contains("raw-bios or qcow2-bios"),
+                && err.to_string().contains("minimal.vhd")
+                && err.to_string().contains("raw-bios, qcow2-bios or vhd"),
             "{err}"
         );
+        std::fs::write(dir.path().join("minimal.vhd"), b"v").expect("vhd");
+        let found = bios_image(&name, Media::Disk).expect("found");
+        assert_eq!(found, dir.path().join("minimal.vhd"));
+        assert_eq!(disk_format(&found), "vpc");
         std::fs::write(dir.path().join("minimal.qcow2"), b"q").expect("qcow2");
         assert_eq!(
             bios_image(&name, Media::Disk).expect("found"),

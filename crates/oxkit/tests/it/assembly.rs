@@ -697,8 +697,8 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
 /// `iso-bios`: ISOLINUX boots from the El Torito catalog's BIOS entry and loads the image's
 /// kernel and whole initrd (the kernel+initrd outputs, byte for byte) with its command line
 /// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it; the image is hybrid (one
-/// bootable partition over it all, as `sfdisk` reads it), and `raw-bios` and `qcow2-bios` are
-/// the same image as a raw and a qcow2 disk. ISOLINUX's files are inputs like the images;
+/// bootable partition over it all, as `sfdisk` reads it), and `raw-bios`, `qcow2-bios` and
+/// `vhd` are the same image as a raw, a qcow2 and a fixed VHD disk. ISOLINUX's files are inputs like the images;
 /// missing ones and a foreign architecture are refused before any output.
 #[test]
 fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
@@ -709,7 +709,7 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
         build_in(
             &env,
             &yml,
-            "kernel+initrd,iso-bios,raw-bios,qcow2-bios",
+            "kernel+initrd,iso-bios,raw-bios,qcow2-bios,vhd",
             dir,
             extra,
         )
@@ -776,6 +776,16 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
             .args(["compare", "-f", "raw", "-F", "qcow2"])
             .arg(&iso)
             .arg(out.join("system.qcow2")),
+    );
+    assert!(same.contains("Images are identical"), "{same}");
+    // vhd: the image and a fixed VHD footer, read back by QEMU as the image.
+    let vhd = out.join("system.vhd");
+    assert_eq!(std::fs::metadata(&vhd).unwrap().len(), iso_len + 512);
+    let same = run_ok(
+        Command::new(&qemu_img)
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&iso)
+            .arg(&vhd),
     );
     assert!(same.contains("Images are identical"), "{same}");
     run_ok(&mut build_in(&env, &yml, "qcow2-bios", "alone", &[]));
@@ -1061,8 +1071,8 @@ fn bad_input_is_refused_with_its_location_and_leaves_nothing() {
             .args(["build", "-f", "tar,kernel+initrd", "x.yml"]),
     );
     assert!(e.contains("format tar must be the only format"), "{e}");
-    let e = run_fail(env.oxkit().args(["build", "-f", "vhd", "x.yml"]));
-    assert!(e.contains("unknown format \"vhd\""), "{e}");
+    let e = run_fail(env.oxkit().args(["build", "-f", "vmdk", "x.yml"]));
+    assert!(e.contains("unknown format \"vmdk\""), "{e}");
     let e = run_fail(
         env.oxkit()
             .args(["build", "-f", "kernel+initrd", "-o", "x", "x.yml"]),

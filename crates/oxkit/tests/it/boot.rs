@@ -293,7 +293,7 @@ fn minimal_example(arch: &str, uname: &str) {
     // iso-bios boots PCs with a BIOS: amd64 only.
     let bios = arch == "amd64";
     let formats = if bios {
-        "kernel+initrd,raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios"
+        "kernel+initrd,raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd"
     } else {
         "kernel+initrd,raw-efi,iso-efi,qcow2-efi"
     };
@@ -319,8 +319,17 @@ fn minimal_example(arch: &str, uname: &str) {
         "minimal.iso",
         "minimal-bios.img",
         "minimal.qcow2",
+        "minimal.vhd",
     ] {
-        if !bios && ["minimal.iso", "minimal-bios.img", "minimal.qcow2"].contains(&file) {
+        if !bios
+            && [
+                "minimal.iso",
+                "minimal-bios.img",
+                "minimal.qcow2",
+                "minimal.vhd",
+            ]
+            .contains(&file)
+        {
             continue;
         }
         let (a, b) = (
@@ -359,7 +368,7 @@ fn minimal_example(arch: &str, uname: &str) {
     // Then the qcow2 disk alone under another name: `run qemu` picks UEFI by itself, and
     // attaches the disk as qcow2. On amd64, the BIOS images too: SeaBIOS starts ISOLINUX from
     // the CD's El Torito catalog or the disk's MBR, which loads the kernel and initrd from the
-    // ISO 9660 file system; the qcow2 one alone, picked by itself.
+    // ISO 9660 file system; the qcow2 and VHD ones alone, picked by themselves.
     let alone = |dir: &str, file: &str| {
         let name = env.path().join(dir).join("minimal");
         std::fs::create_dir_all(env.path().join(dir)).unwrap();
@@ -390,6 +399,12 @@ fn minimal_example(arch: &str, uname: &str) {
                 &[][..],
                 "under BIOS (",
                 "BIOS qcow2 disk",
+            ),
+            (
+                alone("vhd", "minimal.vhd"),
+                &[][..],
+                "under BIOS (",
+                "BIOS VHD disk",
             ),
         ]);
     }

@@ -351,7 +351,8 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
     let (code, stderr) = picks("disk", &["--bios"]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("disk-bios.img not found") && stderr.contains("raw-bios or qcow2-bios"),
+        stderr.contains("disk-bios.img not found")
+            && stderr.contains("raw-bios, qcow2-bios or vhd"),
         "{stderr}"
     );
     let (code, stderr) = picks("disk", &["--bios", "--iso"]);
@@ -360,8 +361,8 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
         stderr.contains("disk.iso not found") && stderr.contains("iso-bios"),
         "{stderr}"
     );
-    // raw-bios and qcow2-bios disks: picked alone or by --bios, before the CD beside them.
-    for f in ["hd-bios.img", "hd.iso", "pcq.qcow2"] {
+    // raw-bios, qcow2-bios and vhd disks: picked alone or by --bios, before the CD beside them.
+    for f in ["hd-bios.img", "hd.iso", "pcq.qcow2", "hv.vhd"] {
         touch(f);
     }
     for (name, extra, says) in [
@@ -369,6 +370,7 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
         ("hd", &["--bios"], "booting hd under BIOS ("),
         ("hd", &["--bios", "--iso"], "booting hd under BIOS from CD"),
         ("pcq", &[], "booting pcq under BIOS ("),
+        ("hv", &[], "booting hv under BIOS ("),
     ] {
         let (_, stderr) = picks(name, extra);
         assert!(stderr.contains(says), "{name} {extra:?}: {stderr}");

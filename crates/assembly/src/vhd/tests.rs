@@ -1,0 +1,135 @@
+//! The VHD footer against QEMU's: `qemu-img convert -O vpc -o subformat=fixed,force_size`
+//! writes the same sizes, geometry and disk type for the same disk, and QEMU reads oxkit's
+//! VHD back as the raw disk, byte for byte.
+
+use std::path::Path;
+use std::process::Command;
+
+use oxkit_testkit::{Rng, require_tool_from as tool, run_ok};
+
+use super::*;
+
+fn qemu_img() -> std::path::PathBuf {
+    tool("qemu-img", "qemu-utils")
+}
+
+/// A raw disk of `len` bytes, sparse, with random bytes at its start and end.
+fn raw_disk(path: &Path, len: u64) -> File {
+    use std::os::unix::fs::FileExt;
+    let f = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    f.set_len(len).unwrap();
+    let mut rng = Rng::new(len);
+    f.write_all_at(&rng.bytes(4096.min(len as usize)), 0)
+        .unwrap();
+    f.write_all_at(&rng.bytes(512), len - 512).unwrap();
+    f
+}
+
+fn write_vhd(raw: &File, path: &Path, epoch: i64) {
+    let mut out = std::io::BufWriter::new(File::create(path).unwrap());
+    write_fixed_vhd(raw, &mut out, epoch, [7; 16]).unwrap();
+    out.flush().unwrap();
+}
+
+fn last_512(path: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    bytes[bytes.len() - 512..].to_vec()
+}
+
+/// `qemu-img convert -o subformat=fixed,force_size` (what Azure's documentation and LinuxKit's
+/// `vhd` use) writes the same sizes, geometry and disk type for the same disk.
+#[test]
+fn sizes_geometry_and_type_are_what_qemu_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    for mib in [1u64, 35, 300] {
+        let len = mib << 20;
+        let raw_path = dir.path().join("disk.raw");
+        drop(raw_disk(&raw_path, len));
+        let theirs = dir.path().join("qemu.vhd");
+        run_ok(
+            Command::new(qemu_img())
+                .args([
+                    "convert",
+                    "-f",
+                    "raw",
+                    "-O",
+                    "vpc",
+                    "-o",
+                    "subformat=fixed,force_size",
+                ])
+                .arg(&raw_path)
+                .arg(&theirs),
+        );
+        let theirs = last_512(&theirs);
+        let ours = footer(len, 0, [7; 16]);
+        assert_eq!(&ours[..8], &theirs[..8], "cookie");
+        assert_eq!(ours[8..24], theirs[8..24], "features, version, data offset");
+        assert_eq!(
+            ours[40..64],
+            theirs[40..64],
+            "{mib} MiB: sizes, geometry, type"
+        );
+        assert_eq!(ours[84], theirs[84], "saved state");
+        // The checksum: one's complement of the byte sum without it.
+        let mut zeroed = ours;
+        zeroed[64..68].fill(0);
+        let sum = zeroed
+            .iter()
+            .fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
+        assert_eq!(u32::from_be_bytes(ours[64..68].try_into().unwrap()), !sum);
+        std::fs::remove_file(&raw_path).unwrap();
+        std::fs::remove_file(dir.path().join("qemu.vhd")).unwrap();
+    }
+}
+
+#[test]
+fn qemu_reads_the_vhd_back_as_the_raw_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw_path = dir.path().join("disk.raw");
+    let len = 40 << 20;
+    let raw = raw_disk(&raw_path, len);
+    let vhd = dir.path().join("disk.vhd");
+    write_vhd(&raw, &vhd, 1_700_000_000);
+    assert_eq!(std::fs::metadata(&vhd).unwrap().len(), len + 512);
+    let info: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(qemu_img())
+            .args(["info", "--output=json", "-f", "vpc"])
+            .arg(&vhd),
+    ))
+    .unwrap();
+    assert_eq!(info["format"], "vpc", "{info}");
+    assert_eq!(info["virtual-size"], len, "{info}");
+    let same = run_ok(
+        Command::new(qemu_img())
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&raw_path)
+            .arg(&vhd),
+    );
+    assert!(same.contains("Images are identical"), "{same}");
+    // The timestamp counts from 2000; before it, 0.
+    let f = last_512(&vhd);
+    assert_eq!(
+        u32::from_be_bytes(f[24..28].try_into().unwrap()),
+        1_700_000_000 - 946_684_800
+    );
+    assert_eq!(footer(len, 0, [0; 16])[24..28], [0, 0, 0, 0]);
+}
+
+#[test]
+fn the_same_disk_gives_the_same_bytes_and_a_partial_sector_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = raw_disk(&dir.path().join("a.raw"), 3 << 20);
+    let (a, b) = (dir.path().join("a.vhd"), dir.path().join("b.vhd"));
+    write_vhd(&raw, &a, 5);
+    write_vhd(&raw, &b, 5);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let odd = raw_disk(&dir.path().join("odd.raw"), 1000);
+    let e = write_fixed_vhd(&odd, &mut Vec::new(), 0, [0; 16]).unwrap_err();
+    assert!(e.to_string().contains("1000 bytes"), "{e}");
+}
