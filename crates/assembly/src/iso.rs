@@ -9,9 +9,11 @@
 //!   configuration, the kernel and the initrd). It gets a boot information table, as `mkisofs
 //!   -boot-info-table` writes it: bytes 8 to 63 of the image hold the primary volume
 //!   descriptor's block, the image's own block and length and a checksum of the rest, which is
-//!   how `isolinux.bin` finds itself on the CD.
+//!   how `isolinux.bin` finds itself on the CD. A BIOS image can also be hybrid, as `isohybrid`
+//!   makes it ([`Hybrid`]): an MBR in the system area whose boot code starts `isolinux.bin`
+//!   from a disk, and one partition over the image, padded to whole MiB.
 //!
-//! Layout, in 2048-byte blocks: the system area (0-15, zeros), the primary volume descriptor
+//! Layout, in 2048-byte blocks: the system area (0-15, zeros, or the hybrid MBR first), the primary volume descriptor
 //! (16), the El Torito boot record (17), the volume descriptor set terminator (18), the boot
 //! catalog (19), the L and then the M path table, the directories in path table order, the boot
 //! image, then the other files in directory order. The boot image is also a file of the tree

@@ -24,8 +24,10 @@
 //!   same system from the initrd, as every other format does;
 //! - `raw-bios`: `NAME-bios.img`, the `iso-bios` image as a disk (its MBR boots it);
 //!   `qcow2-bios`: `NAME.qcow2`, the same as a qcow2 disk; `vhd`: `NAME.vhd`, the same as a
-//!   fixed VHD (see [`crate::vhd`]), for Hyper-V and Azure. LinuxKit's put syslinux on an ext4
-//!   or FAT partition; a BIOS boots either the same way, and both are read-only systems.
+//!   fixed VHD (see [`crate::vhd`]), for Hyper-V and Azure; `aws`: `NAME.raw`, the same raw
+//!   disk under the name LinuxKit gives the image it makes for AWS's VM import. LinuxKit's put
+//!   syslinux on an ext4 or FAT partition; a BIOS boots either the same way, and both are
+//!   read-only systems.
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
 //! when all outputs of the build are complete: a failed build leaves nothing behind, and a
@@ -58,6 +60,7 @@ const ISO_BIOS_SUFFIX: &str = ".iso";
 const RAW_BIOS_SUFFIX: &str = "-bios.img";
 const QCOW2_BIOS_SUFFIX: &str = ".qcow2";
 const VHD_SUFFIX: &str = ".vhd";
+const AWS_SUFFIX: &str = ".raw";
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,10 +75,11 @@ pub enum Format {
     RawBios,
     Qcow2Bios,
     Vhd,
+    Aws,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 10] = [
+    pub const ALL: [&'static str; 11] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -86,6 +90,7 @@ impl Format {
         "raw-bios",
         "qcow2-bios",
         "vhd",
+        "aws",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -103,7 +108,7 @@ impl Format {
     pub fn is_bios(self) -> bool {
         matches!(
             self,
-            Format::IsoBios | Format::RawBios | Format::Qcow2Bios | Format::Vhd
+            Format::IsoBios | Format::RawBios | Format::Qcow2Bios | Format::Vhd | Format::Aws
         )
     }
 
@@ -119,6 +124,7 @@ impl Format {
             Format::RawBios => "raw-bios",
             Format::Qcow2Bios => "qcow2-bios",
             Format::Vhd => "vhd",
+            Format::Aws => "aws",
         }
     }
 }
@@ -137,6 +143,7 @@ impl std::str::FromStr for Format {
             "raw-bios" => Ok(Format::RawBios),
             "qcow2-bios" => Ok(Format::Qcow2Bios),
             "vhd" => Ok(Format::Vhd),
+            "aws" => Ok(Format::Aws),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -374,6 +381,7 @@ impl OutputPlan {
             Format::RawBios => Some(self.with_suffix(RAW_BIOS_SUFFIX)),
             Format::Qcow2Bios => Some(self.with_suffix(QCOW2_BIOS_SUFFIX)),
             Format::Vhd => Some(self.with_suffix(VHD_SUFFIX)),
+            Format::Aws => Some(self.with_suffix(AWS_SUFFIX)),
             _ => None,
         })
     }
@@ -687,7 +695,7 @@ fn isolinux_cfg(cmdline: &[u8]) -> String {
 
 /// The BIOS formats' files, to be renamed into place: the hybrid image written once (to
 /// `iso-bios`'s file, else `raw-bios`'s, else a temporary file), then copied to `raw-bios`'s
-/// and converted to `qcow2-bios`'s and `vhd`'s (made at `epoch`).
+/// and `aws`'s and converted to `qcow2-bios`'s and `vhd`'s (made at `epoch`).
 fn write_bios_outputs(
     plan: &OutputPlan,
     dir: &Path,
@@ -728,8 +736,17 @@ fn write_bios_outputs(
     };
     let id = write_iso_bios(&image, isolinux, done, initrd, kernel)
         .map_err(|e| Error::output(&first, e))?;
-    if wanted(Format::IsoBios) && wanted(Format::RawBios) {
-        let path = plan.with_suffix(RAW_BIOS_SUFFIX);
+    // Copies: raw-bios's when iso-bios's file holds the image, and aws's.
+    let copies = [
+        (
+            Format::RawBios,
+            RAW_BIOS_SUFFIX,
+            holder != Some(Format::RawBios),
+        ),
+        (Format::Aws, AWS_SUFFIX, true),
+    ];
+    for (_, suffix, _) in copies.iter().filter(|(f, _, copy)| *copy && wanted(*f)) {
+        let path = plan.with_suffix(suffix);
         let tmp = temp_for(&path)?;
         let mut from = image.try_clone().map_err(|e| Error::output(&path, e))?;
         from.seek(SeekFrom::Start(0))

@@ -697,8 +697,8 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
 /// `iso-bios`: ISOLINUX boots from the El Torito catalog's BIOS entry and loads the image's
 /// kernel and whole initrd (the kernel+initrd outputs, byte for byte) with its command line
 /// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it; the image is hybrid (one
-/// bootable partition over it all, as `sfdisk` reads it), and `raw-bios`, `qcow2-bios` and
-/// `vhd` are the same image as a raw, a qcow2 and a fixed VHD disk. ISOLINUX's files are inputs like the images;
+/// bootable partition over it all, as `sfdisk` reads it), and `raw-bios` (and `aws`),
+/// `qcow2-bios` and `vhd` are the same image as a raw, a qcow2 and a fixed VHD disk. ISOLINUX's files are inputs like the images;
 /// missing ones and a foreign architecture are refused before any output.
 #[test]
 fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
@@ -709,7 +709,7 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
         build_in(
             &env,
             &yml,
-            "kernel+initrd,iso-bios,raw-bios,qcow2-bios,vhd",
+            "kernel+initrd,iso-bios,raw-bios,qcow2-bios,vhd,aws",
             dir,
             extra,
         )
@@ -768,8 +768,9 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
     assert_eq!(parts[0]["type"], "17", "{table}");
     assert_eq!(parts[0]["bootable"], true, "{table}");
     assert_eq!(parts[0]["size"].as_u64().unwrap() * 512, iso_len, "{table}");
-    // raw-bios is that image; qcow2-bios holds it, also when built alone.
+    // raw-bios and aws are that image; qcow2-bios holds it, also when built alone.
     assert_eq!(sha256(&out.join("system-bios.img")), sha256(&iso));
+    assert_eq!(sha256(&out.join("system.raw")), sha256(&iso));
     let qemu_img = require_tool("qemu-img");
     let same = run_ok(
         Command::new(&qemu_img)
