@@ -12,7 +12,7 @@
 //!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
 //!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `qcow2-efi`, `iso-bios`,
-//!    `raw-bios`, `qcow2-bios`, `vhd`, `aws`): reproducible bytes, flat memory (but for the boot images,
+//!    `raw-bios`, `qcow2-bios`, `vhd`, `aws`, `gcp`): reproducible bytes, flat memory (but for the boot images,
 //!    which hold the kernel and initrd in memory), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
@@ -32,6 +32,7 @@ mod emit;
 mod error;
 mod export;
 mod flatten;
+mod gcp;
 mod images;
 mod iso;
 mod layout;

@@ -25,7 +25,8 @@
 //! - `raw-bios`: `NAME-bios.img`, the `iso-bios` image as a disk (its MBR boots it);
 //!   `qcow2-bios`: `NAME.qcow2`, the same as a qcow2 disk; `vhd`: `NAME.vhd`, the same as a
 //!   fixed VHD (see [`crate::vhd`]), for Hyper-V and Azure; `aws`: `NAME.raw`, the same raw
-//!   disk under the name LinuxKit gives the image it makes for AWS's VM import. LinuxKit's put
+//!   disk under the name LinuxKit gives the image it makes for AWS's VM import; `gcp`:
+//!   `NAME.img.tar.gz`, the archive Compute Engine imports (see [`crate::gcp`]). LinuxKit's put
 //!   syslinux on an ext4 or FAT partition; a BIOS boots either the same way, and both are
 //!   read-only systems.
 //!
@@ -61,6 +62,7 @@ const RAW_BIOS_SUFFIX: &str = "-bios.img";
 const QCOW2_BIOS_SUFFIX: &str = ".qcow2";
 const VHD_SUFFIX: &str = ".vhd";
 const AWS_SUFFIX: &str = ".raw";
+const GCP_SUFFIX: &str = ".img.tar.gz";
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -76,10 +78,11 @@ pub enum Format {
     Qcow2Bios,
     Vhd,
     Aws,
+    Gcp,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 11] = [
+    pub const ALL: [&'static str; 12] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -91,6 +94,7 @@ impl Format {
         "qcow2-bios",
         "vhd",
         "aws",
+        "gcp",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -108,7 +112,12 @@ impl Format {
     pub fn is_bios(self) -> bool {
         matches!(
             self,
-            Format::IsoBios | Format::RawBios | Format::Qcow2Bios | Format::Vhd | Format::Aws
+            Format::IsoBios
+                | Format::RawBios
+                | Format::Qcow2Bios
+                | Format::Vhd
+                | Format::Aws
+                | Format::Gcp
         )
     }
 
@@ -125,6 +134,7 @@ impl Format {
             Format::Qcow2Bios => "qcow2-bios",
             Format::Vhd => "vhd",
             Format::Aws => "aws",
+            Format::Gcp => "gcp",
         }
     }
 }
@@ -144,6 +154,7 @@ impl std::str::FromStr for Format {
             "qcow2-bios" => Ok(Format::Qcow2Bios),
             "vhd" => Ok(Format::Vhd),
             "aws" => Ok(Format::Aws),
+            "gcp" => Ok(Format::Gcp),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -382,6 +393,7 @@ impl OutputPlan {
             Format::Qcow2Bios => Some(self.with_suffix(QCOW2_BIOS_SUFFIX)),
             Format::Vhd => Some(self.with_suffix(VHD_SUFFIX)),
             Format::Aws => Some(self.with_suffix(AWS_SUFFIX)),
+            Format::Gcp => Some(self.with_suffix(GCP_SUFFIX)),
             _ => None,
         })
     }
@@ -695,7 +707,7 @@ fn isolinux_cfg(cmdline: &[u8]) -> String {
 
 /// The BIOS formats' files, to be renamed into place: the hybrid image written once (to
 /// `iso-bios`'s file, else `raw-bios`'s, else a temporary file), then copied to `raw-bios`'s
-/// and `aws`'s and converted to `qcow2-bios`'s and `vhd`'s (made at `epoch`).
+/// and `aws`'s and converted to `qcow2-bios`'s, `vhd`'s and `gcp`'s (made at `epoch`).
 fn write_bios_outputs(
     plan: &OutputPlan,
     dir: &Path,
@@ -771,6 +783,19 @@ fn write_bios_outputs(
         drop(w);
         tmp.as_file()
             .sync_all()
+            .map_err(|e| Error::output(&path, e))?;
+        written.push(Pending { path, tmp });
+    }
+    if wanted(Format::Gcp) {
+        let path = plan.with_suffix(GCP_SUFFIX);
+        let tmp = temp_for(&path)?;
+        let file = tmp
+            .as_file()
+            .try_clone()
+            .map_err(|e| Error::output(&path, e))?;
+        crate::gcp::write_gcp(&image, BufWriter::with_capacity(1 << 20, file), epoch)
+            .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
+            .and_then(|f| f.sync_all())
             .map_err(|e| Error::output(&path, e))?;
         written.push(Pending { path, tmp });
     }

@@ -35,7 +35,7 @@ image whose El Torito catalog, or MBR from a disk, boots ISOLINUX on a PC BIOS, 
 kernel and initrd from it; needs Debian's isolinux and syslinux-common, or --syslinux), raw-bios \
 (NAME-bios.img: the same image, as a disk), qcow2-bios (NAME.qcow2: the same as a qcow2 disk), \
 vhd (NAME.vhd: the same as a fixed VHD, for Hyper-V and Azure), aws (NAME.raw: the same raw \
-disk, for AWS's VM import); \
+disk, for AWS's VM import), gcp (NAME.img.tar.gz: the same as Compute Engine's disk.raw); \
 the BIOS formats are amd64 only. NAME defaults to the last \
 YAML file's name without its extension.\n\n\
 Images come from the local store, else from their registry (only the platform of --arch). \

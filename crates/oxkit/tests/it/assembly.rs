@@ -698,7 +698,8 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
 /// kernel and whole initrd (the kernel+initrd outputs, byte for byte) with its command line
 /// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it; the image is hybrid (one
 /// bootable partition over it all, as `sfdisk` reads it), and `raw-bios` (and `aws`),
-/// `qcow2-bios` and `vhd` are the same image as a raw, a qcow2 and a fixed VHD disk. ISOLINUX's files are inputs like the images;
+/// `qcow2-bios`, `vhd` and `gcp` are the same image as a raw, a qcow2 and a fixed VHD disk
+/// and as Compute Engine's `disk.raw`. ISOLINUX's files are inputs like the images;
 /// missing ones and a foreign architecture are refused before any output.
 #[test]
 fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
@@ -709,7 +710,7 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
         build_in(
             &env,
             &yml,
-            "kernel+initrd,iso-bios,raw-bios,qcow2-bios,vhd,aws",
+            "kernel+initrd,iso-bios,raw-bios,qcow2-bios,vhd,aws,gcp",
             dir,
             extra,
         )
@@ -789,6 +790,24 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
             .arg(&vhd),
     );
     assert!(same.contains("Images are identical"), "{same}");
+    // gcp: GNU tar extracts disk.raw, the image padded with a hole to 1 GiB.
+    let gcp = env.path().join("gcp");
+    std::fs::create_dir_all(&gcp).unwrap();
+    run_ok(
+        Command::new(require_tool("tar"))
+            .arg("-xzf")
+            .arg(out.join("system.img.tar.gz"))
+            .arg("-C")
+            .arg(&gcp),
+    );
+    let disk = std::fs::File::open(gcp.join("disk.raw")).unwrap();
+    assert_eq!(disk.metadata().unwrap().len(), 1 << 30);
+    let mut start = vec![0u8; iso_len as usize];
+    std::os::unix::fs::FileExt::read_exact_at(&disk, &mut start, 0).unwrap();
+    assert!(
+        start == std::fs::read(&iso).unwrap(),
+        "disk.raw does not start with the image"
+    );
     run_ok(&mut build_in(&env, &yml, "qcow2-bios", "alone", &[]));
     let alone = env.path().join("alone");
     assert_eq!(
