@@ -40,6 +40,8 @@ mod ocispec;
 mod output;
 mod qcow2;
 mod remote;
+#[cfg(test)]
+mod testdisk;
 mod tree;
 pub mod trust;
 mod uki;

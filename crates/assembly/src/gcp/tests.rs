@@ -7,26 +7,17 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-use oxkit_testkit::{Rng, require_tool_from as tool, run_ok};
+use oxkit_testkit::{require_tool_from as tool, run_ok};
 
 use super::*;
+use crate::testdisk::{Zeros, disk_with_ends};
 
 const EPOCH: i64 = 1_700_000_000;
 
-/// A raw disk of `len` bytes, all written (random at both ends, zeros between).
+/// A raw disk of `len` bytes, all written (random at both ends, zeros between): GNU tar's
+/// hole detection sees it all as data.
 fn dense_disk(path: &Path, len: u64) -> File {
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.write_all_at(&vec![0u8; len as usize], 0).unwrap();
-    f.write_all_at(&Rng::new(len).bytes(70_000), 0).unwrap();
-    f.write_all_at(&Rng::new(len + 1).bytes(512), len - 512)
-        .unwrap();
-    f
+    disk_with_ends(path, len, Zeros::Written)
 }
 
 fn gunzip(path: &Path) -> Vec<u8> {

@@ -5,9 +5,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use oxkit_testkit::{Rng, require_tool_from as tool, run_ok};
+use oxkit_testkit::{require_tool_from as tool, run_ok};
 
 use super::*;
+use crate::testdisk::{Zeros, disk_with_ends};
 
 fn qemu_img() -> std::path::PathBuf {
     tool("qemu-img", "qemu-utils")
@@ -15,20 +16,7 @@ fn qemu_img() -> std::path::PathBuf {
 
 /// A raw disk of `len` bytes, sparse, with random bytes at its start and end.
 fn raw_disk(path: &Path, len: u64) -> File {
-    use std::os::unix::fs::FileExt;
-    let f = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.set_len(len).unwrap();
-    let mut rng = Rng::new(len);
-    f.write_all_at(&rng.bytes(4096.min(len as usize)), 0)
-        .unwrap();
-    f.write_all_at(&rng.bytes(512), len - 512).unwrap();
-    f
+    disk_with_ends(path, len, Zeros::Hole)
 }
 
 fn write_vhd(raw: &File, path: &Path, epoch: i64) {
