@@ -22,12 +22,13 @@
 //!   from a disk (a USB stick, a VM's disk). amd64 only. LinuxKit's `iso-bios` has no initrd: its
 //!   kernel mounts the CD, a Rock Ridge copy of the file system, as the root; oxkit's runs the
 //!   same system from the initrd, as every other format does;
-//! - `raw-bios`: `NAME-bios.img`, the `iso-bios` image as a disk (its MBR boots it);
+//! - `raw-bios`: `NAME-bios.img`, the `iso-bios` image as a disk (its MBR boots it), and
+//!   `aws`: `NAME.raw`, the same, under the name LinuxKit gives its image for AWS's VM import;
 //!   `qcow2-bios`: `NAME.qcow2`, the same as a qcow2 disk; `vhd`: `NAME.vhd`, the same as a
-//!   fixed VHD (see [`crate::vhd`]), for Hyper-V and Azure; `aws`: `NAME.raw`, the same raw
-//!   disk under the name LinuxKit gives the image it makes for AWS's VM import; `gcp`:
-//!   `NAME.img.tar.gz`, the archive Compute Engine imports (see [`crate::gcp`]). LinuxKit's put
-//!   syslinux on an ext4 or FAT partition; a BIOS boots either the same way, and both are
+//!   fixed VHD (see [`crate::vhd`]), for Hyper-V and Azure, and `dynamic-vhd`, also
+//!   `NAME.vhd`, as a dynamic VHD, which stores only the blocks that hold data; `gcp`:
+//!   `NAME.img.tar.gz`, the archive Compute Engine imports (see [`crate::gcp`]). LinuxKit's
+//!   put syslinux on an ext4 or FAT partition; a BIOS boots either the same way, and both are
 //!   read-only systems.
 //!
 //! Every file is written to a temporary file in its own directory and renamed into place only
@@ -79,10 +80,11 @@ pub enum Format {
     Vhd,
     Aws,
     Gcp,
+    DynamicVhd,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 12] = [
+    pub const ALL: [&'static str; 13] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -95,6 +97,7 @@ impl Format {
         "vhd",
         "aws",
         "gcp",
+        "dynamic-vhd",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -118,6 +121,7 @@ impl Format {
                 | Format::Vhd
                 | Format::Aws
                 | Format::Gcp
+                | Format::DynamicVhd
         )
     }
 
@@ -135,6 +139,7 @@ impl Format {
             Format::Vhd => "vhd",
             Format::Aws => "aws",
             Format::Gcp => "gcp",
+            Format::DynamicVhd => "dynamic-vhd",
         }
     }
 }
@@ -155,6 +160,7 @@ impl std::str::FromStr for Format {
             "vhd" => Ok(Format::Vhd),
             "aws" => Ok(Format::Aws),
             "gcp" => Ok(Format::Gcp),
+            "dynamic-vhd" => Ok(Format::DynamicVhd),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -307,6 +313,12 @@ impl OutputPlan {
         {
             return Err(format!("format {} must be the only format given", s.name()));
         }
+        if fs.contains(&Format::Vhd) && fs.contains(&Format::DynamicVhd) {
+            return Err(
+                "formats vhd and dynamic-vhd both write NAME.vhd: give one of them (or build the other with another --name)"
+                    .into(),
+            );
+        }
         let name = match name {
             Some(n) => n.to_string(),
             None if last_config == "-" => "moby".to_string(),
@@ -394,6 +406,7 @@ impl OutputPlan {
             Format::Vhd => Some(self.with_suffix(VHD_SUFFIX)),
             Format::Aws => Some(self.with_suffix(AWS_SUFFIX)),
             Format::Gcp => Some(self.with_suffix(GCP_SUFFIX)),
+            Format::DynamicVhd => Some(self.with_suffix(VHD_SUFFIX)),
             _ => None,
         })
     }
@@ -707,7 +720,8 @@ fn isolinux_cfg(cmdline: &[u8]) -> String {
 
 /// The BIOS formats' files, to be renamed into place: the hybrid image written once (to
 /// `iso-bios`'s file, else `raw-bios`'s, else a temporary file), then copied to `raw-bios`'s
-/// and `aws`'s and converted to `qcow2-bios`'s, `vhd`'s and `gcp`'s (made at `epoch`).
+/// and `aws`'s and converted to `qcow2-bios`'s, `vhd`'s (or `dynamic-vhd`'s) and `gcp`'s (made
+/// at `epoch`).
 fn write_bios_outputs(
     plan: &OutputPlan,
     dir: &Path,
@@ -773,11 +787,16 @@ fn write_bios_outputs(
         write_qcow2_of(&tmp, &image).map_err(|e| Error::output(&path, e))?;
         written.push(Pending { path, tmp });
     }
-    if wanted(Format::Vhd) {
+    if wanted(Format::Vhd) || wanted(Format::DynamicVhd) {
         let path = plan.with_suffix(VHD_SUFFIX);
         let tmp = temp_for(&path)?;
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        crate::vhd::write_fixed_vhd(&image, &mut w, epoch, id)
+        let write = if wanted(Format::Vhd) {
+            crate::vhd::write_fixed_vhd
+        } else {
+            crate::vhd::write_dynamic_vhd
+        };
+        write(&image, &mut w, epoch, id)
             .and_then(|()| w.flush())
             .map_err(|e| Error::output(&path, e))?;
         drop(w);
@@ -1258,6 +1277,11 @@ mod tests {
                 "format tar must be the only format",
             ),
             (&["vmdk"][..], None, "unknown format \"vmdk\""),
+            (
+                &["vhd,dynamic-vhd"][..],
+                None,
+                "vhd and dynamic-vhd both write NAME.vhd",
+            ),
             (
                 &["raw-efi"][..],
                 Some("x"),

@@ -121,3 +121,79 @@ fn the_same_disk_gives_the_same_bytes_and_a_partial_sector_is_refused() {
     let e = write_fixed_vhd(&odd, &mut Vec::new(), 0, [0; 16]).unwrap_err();
     assert!(e.to_string().contains("1000 bytes"), "{e}");
 }
+
+/// A dynamic VHD: QEMU reads it back as the raw disk, maps data only where the disk has it,
+/// and `qemu-img convert -o subformat=dynamic,force_size` lays the same disk out the same way:
+/// the same dynamic header, BAT and blocks, the footers the same but for who made them, when,
+/// and their id.
+#[test]
+fn dynamic_vhds_are_laid_out_as_qemu_lays_them_out() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let raw_path = dir.path().join("disk.raw");
+    // Blocks 0 and 4 (of 2 MiB) hold data, the last one partly; 1-3 only zeros.
+    let len = 9 * (1 << 20) + 512;
+    let raw = raw_disk(&raw_path, len);
+    raw.write_all_at(&[0x42; 1000], 8 << 20).unwrap();
+    let ours_path = dir.path().join("ours.vhd");
+    let mut out = std::io::BufWriter::new(File::create(&ours_path).unwrap());
+    write_dynamic_vhd(&raw, &mut out, 0, [9; 16]).unwrap();
+    out.flush().unwrap();
+    drop(out);
+    let same = run_ok(
+        Command::new(qemu_img())
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&raw_path)
+            .arg(&ours_path),
+    );
+    assert!(same.contains("Images are identical"), "{same}");
+    let map: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(qemu_img())
+            .args(["map", "--output=json", "-f", "vpc"])
+            .arg(&ours_path),
+    ))
+    .unwrap();
+    let data: Vec<(u64, u64)> = map
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"] == true)
+        .map(|e| (e["start"].as_u64().unwrap(), e["length"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(data, [(0, 2 << 20), (8 << 20, len - (8 << 20))], "{map}");
+
+    let theirs_path = dir.path().join("qemu.vhd");
+    run_ok(
+        Command::new(qemu_img())
+            .args([
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "vpc",
+                "-o",
+                "subformat=dynamic,force_size",
+            ])
+            .arg(&raw_path)
+            .arg(&theirs_path),
+    );
+    let (ours, theirs) = (
+        std::fs::read(&ours_path).unwrap(),
+        std::fs::read(&theirs_path).unwrap(),
+    );
+    assert_eq!(ours.len(), theirs.len(), "file lengths");
+    let n = ours.len();
+    assert!(
+        ours[512..n - 512] == theirs[512..n - 512],
+        "header, BAT or blocks differ"
+    );
+    for foot in [&ours[..512], &ours[n - 512..]] {
+        let theirs_foot = &theirs[n - 512..];
+        assert_eq!(foot[..24], theirs_foot[..24], "cookie to data offset");
+        assert_eq!(foot[40..64], theirs_foot[40..64], "sizes, geometry, type");
+    }
+    assert!(
+        ours[..512] == ours[n - 512..],
+        "the footer's copy is the footer"
+    );
+}

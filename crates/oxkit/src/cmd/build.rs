@@ -34,7 +34,8 @@ whose El Torito catalog boots the same unified kernel image on UEFI), qcow2-efi 
 image whose El Torito catalog, or MBR from a disk, boots ISOLINUX on a PC BIOS, which loads the \
 kernel and initrd from it; needs Debian's isolinux and syslinux-common, or --syslinux), raw-bios \
 (NAME-bios.img: the same image, as a disk), qcow2-bios (NAME.qcow2: the same as a qcow2 disk), \
-vhd (NAME.vhd: the same as a fixed VHD, for Hyper-V and Azure), aws (NAME.raw: the same raw \
+vhd (NAME.vhd: the same as a fixed VHD, for Hyper-V and Azure), dynamic-vhd (NAME.vhd: the same \
+as a dynamic VHD), aws (NAME.raw: the same raw \
 disk, for AWS's VM import), gcp (NAME.img.tar.gz: the same as Compute Engine's disk.raw); \
 the BIOS formats are amd64 only. NAME defaults to the last \
 YAML file's name without its extension.\n\n\

@@ -808,6 +808,17 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
         start == std::fs::read(&iso).unwrap(),
         "disk.raw does not start with the image"
     );
+    // dynamic-vhd: only the blocks with data, read back by QEMU as the image.
+    run_ok(&mut build_in(&env, &yml, "dynamic-vhd", "dynamic", &[]));
+    let dynamic = env.path().join("dynamic/system.vhd");
+    assert!(std::fs::metadata(&dynamic).unwrap().len() <= iso_len + (3 << 20));
+    let same = run_ok(
+        Command::new(&qemu_img)
+            .args(["compare", "-f", "raw", "-F", "vpc"])
+            .arg(&iso)
+            .arg(&dynamic),
+    );
+    assert!(same.contains("Images are identical"), "{same}");
     run_ok(&mut build_in(&env, &yml, "qcow2-bios", "alone", &[]));
     let alone = env.path().join("alone");
     assert_eq!(
