@@ -847,7 +847,7 @@ fn write_iso_bios(
     kernel: &NamedTempFile,
 ) -> std::result::Result<[u8; 16], String> {
     if done.kernel_len == 0 {
-        return Err("iso-bios needs a kernel: the YAML's kernel section has no image".into());
+        return Err("a BIOS output needs a kernel: the YAML's kernel section has no image".into());
     }
     let linux = read_back(kernel, done.kernel_len, "kernel")?;
     let initrd = read_back(initrd, done.initrd_len, "initrd")?;

@@ -876,6 +876,31 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
     assert!(e.contains("iso-bios") && e.contains("amd64"), "{e}");
 }
 
+/// The boot images need a kernel: without one, each UEFI and BIOS format is refused with an
+/// error naming its file, and the build writes nothing.
+#[test]
+fn boot_images_without_a_kernel_are_refused_and_write_nothing() {
+    let env = Env::new();
+    images(&env);
+    let yml = env.path().join("nokernel.yml");
+    std::fs::write(&yml, "init:\n  - test/init:1\n").unwrap();
+    for (format, file) in [
+        ("raw-efi", "nokernel-efi.img"),
+        ("iso-efi", "nokernel-efi.iso"),
+        ("iso-bios", "nokernel.iso"),
+        ("raw-bios", "nokernel-bios.img"),
+        ("gcp", "nokernel.img.tar.gz"),
+    ] {
+        let dir = format!("out-{format}");
+        let e = run_fail(&mut build_in(&env, &yml, format, &dir, &[]));
+        assert!(
+            e.contains(file) && e.contains("needs a kernel"),
+            "{format}: {e}"
+        );
+        nothing_in(&env.path().join(&dir));
+    }
+}
+
 #[test]
 fn builds_are_reproducible_and_rebuilds_are_skipped() {
     let env = Env::new();
