@@ -11,9 +11,11 @@
 //! store's parallel gzip, whose bytes do not depend on the thread count.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 
 use oxkit_store::layer::ParallelGzip;
+
+use crate::rawdisk::{copy_prefix, whole_sectors};
 
 const BLOCK: u64 = 512;
 /// GNU tar's default record: 20 blocks.
@@ -86,24 +88,11 @@ pub(crate) fn write_gcp<W: Write + Send + 'static>(
     out: W,
     epoch: i64,
 ) -> io::Result<W> {
-    let len = raw.metadata()?.len();
-    if len % BLOCK != 0 {
-        return Err(io::Error::other(format!(
-            "disk.raw holds whole 512-byte sectors; the disk is {len} bytes"
-        )));
-    }
+    let len = whole_sectors(raw, "disk.raw")?;
     let size = padded_size(len);
     let mut gz = ParallelGzip::new(out, GZIP_LEVEL);
     gz.write_all(&header(len, size, epoch))?;
-    let mut from = raw.try_clone()?;
-    from.seek(SeekFrom::Start(0))?;
-    let copied = io::copy(&mut Read::by_ref(&mut from).take(len), &mut gz)?;
-    if copied != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the disk image shrank while it was copied",
-        ));
-    }
+    copy_prefix(raw, len, &mut gz)?;
     // The end of the archive (two zero blocks) and of its last record.
     let archive = BLOCK + len + 2 * BLOCK;
     let end = archive.div_ceil(RECORD) * RECORD;

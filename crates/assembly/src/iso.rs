@@ -242,7 +242,7 @@ fn write_sparse(out: &File, data: &[u8], at: u64) -> std::io::Result<()> {
     let mut run: Option<usize> = None;
     for (i, chunk) in data.chunks(SPARSE_CHUNK).enumerate() {
         let start = i * SPARSE_CHUNK;
-        match (run, chunk.iter().all(|&b| b == 0)) {
+        match (run, crate::rawdisk::is_zero(chunk)) {
             (None, false) => run = Some(start),
             (Some(from), true) => {
                 out.write_all_at(&data[from..start], at + from as u64)?;

@@ -40,6 +40,7 @@ mod layout;
 mod ocispec;
 mod output;
 mod qcow2;
+mod rawdisk;
 mod remote;
 #[cfg(test)]
 mod testdisk;

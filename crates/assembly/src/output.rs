@@ -548,10 +548,20 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
         )?;
         emit(a, store, &mut sink, &dir)?;
         let done = sink.finish()?;
-        if let Some(stub) = &stub {
+        // The boot images hold the kernel and the whole initrd: read back once for all of them.
+        let parts = match plan
+            .first_uefi_output()
+            .or_else(|| plan.first_bios_output())
+        {
+            Some(first) => Some(
+                BootParts::read(&done, &initrd_tmp, &kernel_tmp)
+                    .map_err(|e| Error::output(first, e))?,
+            ),
+            None => None,
+        };
+        if let (Some(stub), Some(parts)) = (&stub, &parts) {
             let first = plan.first_uefi_output().unwrap_or_default();
-            let uki = build_uki(stub, &done, &initrd_tmp, &kernel_tmp)
-                .map_err(|e| Error::output(first, e))?;
+            let uki = build_uki(stub, &done, parts).map_err(|e| Error::output(first, e))?;
             let seed = oxkit_spec::Digest::sha256(&uki);
             let boot = [crate::disk::EspFile {
                 path: stub.boot_path,
@@ -583,15 +593,9 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
                 pending.push(Pending { path, tmp });
             }
         }
-        if let Some(isolinux) = &isolinux {
+        if let (Some(isolinux), Some(parts)) = (&isolinux, &parts) {
             pending.extend(write_bios_outputs(
-                plan,
-                &dir,
-                isolinux,
-                &done,
-                &initrd_tmp,
-                &kernel_tmp,
-                a.epoch,
+                plan, &dir, isolinux, &done, parts, a.epoch,
             )?);
         }
         if tar_kernel_initrd {
@@ -674,24 +678,41 @@ fn read_efi_stub(plan: &OutputPlan) -> std::result::Result<Stub, String> {
 fn build_uki(
     stub: &Stub,
     done: &InitrdDone,
-    initrd: &NamedTempFile,
-    kernel: &NamedTempFile,
+    parts: &BootParts,
 ) -> std::result::Result<Vec<u8>, String> {
     if done.kernel_len == 0 {
         return Err("a UEFI output needs a kernel: the YAML's kernel section has no image".into());
     }
-    let linux = read_back(kernel, done.kernel_len, "kernel")?;
-    let initrd = read_back(initrd, done.initrd_len, "initrd")?;
     crate::uki::build_uki(
         &stub.bytes,
         &crate::uki::UkiParts {
             osrel: b"ID=oxkit\nNAME=oxkit\nPRETTY_NAME=\"oxkit image\"\n",
             cmdline: &done.cmdline,
-            linux: &linux,
-            initrd: &initrd,
+            linux: &parts.linux,
+            initrd: &parts.initrd,
         },
     )
     .map_err(|e| format!("cannot make a unified kernel image from the EFI stub: {e}"))
+}
+
+/// The kernel and the whole initrd file (microcode first) the boot images carry.
+struct BootParts {
+    linux: Vec<u8>,
+    initrd: Vec<u8>,
+}
+
+impl BootParts {
+    /// Reads back what the initrd pass wrote.
+    fn read(
+        done: &InitrdDone,
+        initrd: &NamedTempFile,
+        kernel: &NamedTempFile,
+    ) -> std::result::Result<Self, String> {
+        Ok(Self {
+            linux: read_back(kernel, done.kernel_len, "kernel")?,
+            initrd: read_back(initrd, done.initrd_len, "initrd")?,
+        })
+    }
 }
 
 /// The first `len` bytes of `f`, the `what` written by the initrd pass.
@@ -727,8 +748,7 @@ fn write_bios_outputs(
     dir: &Path,
     isolinux: &IsolinuxFiles,
     done: &InitrdDone,
-    initrd: &NamedTempFile,
-    kernel: &NamedTempFile,
+    parts: &BootParts,
     epoch: i64,
 ) -> Result<Vec<Pending>> {
     let first = plan.first_bios_output().unwrap_or_default();
@@ -760,8 +780,7 @@ fn write_bios_outputs(
             )
         })?,
     };
-    let id = write_iso_bios(&image, isolinux, done, initrd, kernel)
-        .map_err(|e| Error::output(&first, e))?;
+    let id = write_iso_bios(&image, isolinux, done, parts).map_err(|e| Error::output(&first, e))?;
     // Copies: raw-bios's when iso-bios's file holds the image, and aws's.
     let copies = [
         (
@@ -774,10 +793,10 @@ fn write_bios_outputs(
     for (_, suffix, _) in copies.iter().filter(|(f, _, copy)| *copy && wanted(*f)) {
         let path = plan.with_suffix(suffix);
         let tmp = temp_for(&path)?;
-        let mut from = image.try_clone().map_err(|e| Error::output(&path, e))?;
-        from.seek(SeekFrom::Start(0))
-            .and_then(|_| io::copy(&mut from, &mut tmp.as_file()))
-            .and_then(|_| tmp.as_file().sync_all())
+        image
+            .metadata()
+            .and_then(|m| crate::rawdisk::copy_prefix(&image, m.len(), &mut tmp.as_file()))
+            .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| Error::output(&path, e))?;
         written.push(Pending { path, tmp });
     }
@@ -843,17 +862,14 @@ fn write_iso_bios(
     out: &File,
     isolinux: &IsolinuxFiles,
     done: &InitrdDone,
-    initrd: &NamedTempFile,
-    kernel: &NamedTempFile,
+    parts: &BootParts,
 ) -> std::result::Result<[u8; 16], String> {
     if done.kernel_len == 0 {
         return Err("a BIOS output needs a kernel: the YAML's kernel section has no image".into());
     }
-    let linux = read_back(kernel, done.kernel_len, "kernel")?;
-    let initrd = read_back(initrd, done.initrd_len, "initrd")?;
     let cfg = isolinux_cfg(&done.cmdline);
     let mut h = oxkit_spec::Sha256Hasher::new();
-    for part in [cfg.as_bytes(), &linux, &initrd] {
+    for part in [cfg.as_bytes(), &parts.linux, &parts.initrd] {
         h.update(&(part.len() as u64).to_le_bytes());
         h.update(part);
     }
@@ -881,11 +897,11 @@ fn write_iso_bios(
         },
         crate::iso::IsoFile {
             path: "kernel",
-            data: &linux,
+            data: &parts.linux,
         },
         crate::iso::IsoFile {
             path: "initrd.img",
-            data: &initrd,
+            data: &parts.initrd,
         },
     ];
     let boot = crate::iso::IsoFile {

@@ -28,8 +28,6 @@ const REFCOUNT_ORDER: u32 = 4;
 const HEADER_LENGTH: u32 = 104;
 /// Set on an L1 or L2 entry whose cluster has a reference count of exactly 1.
 const COPIED: u64 = 1 << 63;
-/// How much raw data is read at once while scanning.
-const READ_CHUNK: usize = 4 << 20;
 
 /// Where each part goes, in clusters, for a disk whose non-zero clusters are `data` (guest
 /// cluster indices, ascending).
@@ -176,68 +174,6 @@ impl Layout {
     }
 }
 
-/// The byte ranges of `raw`'s first `len` bytes that may hold data: the file system's data
-/// extents (`SEEK_DATA` and `SEEK_HOLE`: a sparse raw disk is mostly holes, which need not be
-/// read), or everything from where the file system stops answering.
-fn data_extents(raw: &File, len: u64) -> Vec<(u64, u64)> {
-    use rustix::fs::{SeekFrom, seek};
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < len {
-        let start = match seek(raw, SeekFrom::Data(at)) {
-            Ok(s) => s,
-            // No data from `at` on.
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => {
-                out.push((at, len));
-                break;
-            }
-        };
-        if start >= len {
-            break;
-        }
-        let end = seek(raw, SeekFrom::Hole(start)).map_or(len, |e| e.min(len));
-        if end <= start {
-            out.push((start, len));
-            break;
-        }
-        out.push((start, end));
-        at = end;
-    }
-    out
-}
-
-/// The guest clusters of `raw` (its first `len` bytes) holding a non-zero byte, ascending.
-fn nonzero_clusters(raw: &File, len: u64, cluster_bits: u32) -> io::Result<Vec<u64>> {
-    let cs = 1u64 << cluster_bits;
-    let chunk = (READ_CHUNK as u64).max(cs);
-    let mut buf = vec![0u8; chunk as usize];
-    let mut found: Vec<u64> = Vec::new();
-    for (start, end) in data_extents(raw, len) {
-        let mut offset = start & !(cs - 1);
-        let end = end.div_ceil(cs).saturating_mul(cs).min(len);
-        while offset < end {
-            let want = (end - offset).min(chunk) as usize;
-            raw.read_exact_at(&mut buf[..want], offset)?;
-            for (i, c) in buf[..want].chunks(cs as usize).enumerate() {
-                let cluster = (offset >> cluster_bits) + i as u64;
-                // Two extents may share a cluster once aligned.
-                if !is_zero(c) && found.last().is_none_or(|&l| l < cluster) {
-                    found.push(cluster);
-                }
-            }
-            offset += want as u64;
-        }
-    }
-    Ok(found)
-}
-
-fn is_zero(b: &[u8]) -> bool {
-    // OR-folding a block has no early exit, so it vectorises; blocks stop at the first hit.
-    b.chunks(256)
-        .all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
-}
-
 /// Writes the first `len` bytes of `raw` (a disk image; `len` is its virtual size) to `out` as
 /// a qcow2 image. Returns the bytes written.
 pub(crate) fn write_qcow2(raw: &File, len: u64, out: &mut impl Write) -> io::Result<u64> {
@@ -256,7 +192,11 @@ fn write_qcow2_with(
             "the raw disk is shorter than its size",
         ));
     }
-    let layout = Layout::new(cluster_bits, len, nonzero_clusters(raw, len, cluster_bits)?);
+    let layout = Layout::new(
+        cluster_bits,
+        len,
+        crate::rawdisk::nonzero_chunks(raw, len, cluster_bits)?,
+    );
     let cs = layout.cluster_size();
     out.write_all(&layout.header())?;
     out.write_all(&layout.refcounts())?;

@@ -17,7 +17,9 @@
 //! origin; 0 before it) and the unique id comes from the caller.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+
+use crate::rawdisk::{copy_prefix, nonzero_chunks, whole_sectors};
 
 const FOOTER_BYTES: usize = 512;
 const COOKIE: &[u8; 8] = b"conectix";
@@ -33,7 +35,10 @@ const DYNAMIC_HEADER_BYTES: usize = 1024;
 const DYNAMIC_HEADER_OFFSET: u64 = FOOTER_BYTES as u64;
 const BAT_OFFSET: u64 = DYNAMIC_HEADER_OFFSET + DYNAMIC_HEADER_BYTES as u64;
 /// 2 MiB blocks, the size Hyper-V and QEMU use.
-const BLOCK_BYTES: u64 = 2 << 20;
+const BLOCK_BITS: u32 = 21;
+const BLOCK_BYTES: u64 = 1 << BLOCK_BITS;
+/// What errors call the format.
+const VHD: &str = "a VHD";
 /// A block's sector bitmap: one bit per 512-byte sector, padded to whole sectors.
 const BITMAP_BYTES: usize = ((BLOCK_BYTES / 512 / 8) as usize).next_multiple_of(512);
 const CREATOR_APP: &[u8; 4] = b"oxkt";
@@ -79,9 +84,8 @@ fn footer_of(
     f[59] = MAX_SECTORS;
     f[60..64].copy_from_slice(&disk_type.to_be_bytes());
     f[68..84].copy_from_slice(&id);
-    // The one's complement of the sum of the footer's bytes, the checksum field as zeros.
-    let sum = f.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
-    f[64..68].copy_from_slice(&(!sum).to_be_bytes());
+    let sum = checksum(&f);
+    f[64..68].copy_from_slice(&sum.to_be_bytes());
     f
 }
 
@@ -92,22 +96,17 @@ pub(crate) fn write_fixed_vhd(
     epoch: i64,
     id: [u8; 16],
 ) -> io::Result<()> {
-    let len = raw.metadata()?.len();
-    if len % 512 != 0 {
-        return Err(io::Error::other(format!(
-            "a VHD holds whole 512-byte sectors; the disk is {len} bytes"
-        )));
-    }
-    let mut from = raw.try_clone()?;
-    from.seek(SeekFrom::Start(0))?;
-    let copied = io::copy(&mut Read::by_ref(&mut from).take(len), out)?;
-    if copied != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the disk image shrank while it was copied",
-        ));
-    }
+    let len = whole_sectors(raw, VHD)?;
+    copy_prefix(raw, len, out)?;
     out.write_all(&footer(len, epoch, id))
+}
+
+/// VHD's checksum of a footer or header (its checksum field still zeros): the one's complement
+/// of the sum of its bytes.
+fn checksum(bytes: &[u8]) -> u32 {
+    !bytes
+        .iter()
+        .fold(0u32, |s, &b| s.wrapping_add(u32::from(b)))
 }
 
 /// The dynamic disk header of a disk with `entries` BAT entries.
@@ -120,8 +119,8 @@ fn dynamic_header(entries: u32) -> [u8; DYNAMIC_HEADER_BYTES] {
     h[28..32].copy_from_slice(&entries.to_be_bytes());
     h[32..36].copy_from_slice(&(BLOCK_BYTES as u32).to_be_bytes());
     // No parent: its id, timestamp, name and locators stay zero.
-    let sum = h.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
-    h[36..40].copy_from_slice(&(!sum).to_be_bytes());
+    let sum = checksum(&h);
+    h[36..40].copy_from_slice(&sum.to_be_bytes());
     h
 }
 
@@ -133,25 +132,13 @@ pub(crate) fn write_dynamic_vhd(
     id: [u8; 16],
 ) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    let len = raw.metadata()?.len();
-    if len % 512 != 0 {
-        return Err(io::Error::other(format!(
-            "a VHD holds whole 512-byte sectors; the disk is {len} bytes"
-        )));
-    }
+    let len = whole_sectors(raw, VHD)?;
     let entries = u32::try_from(len.div_ceil(BLOCK_BYTES))
         .map_err(|_| io::Error::other("the disk is too large for a dynamic VHD"))?;
-    // Which blocks hold data: read once to lay the BAT out, again to copy them.
+    // Which blocks hold data (holes are not read), to lay the BAT out; they are read again to
+    // be copied.
+    let present = nonzero_chunks(raw, len, BLOCK_BITS)?;
     let mut block = vec![0u8; BLOCK_BYTES as usize];
-    let mut present = Vec::new();
-    for b in 0..u64::from(entries) {
-        let at = b * BLOCK_BYTES;
-        let n = (len - at).min(BLOCK_BYTES) as usize;
-        raw.read_exact_at(&mut block[..n], at)?;
-        if block[..n].iter().any(|&x| x != 0) {
-            present.push(b);
-        }
-    }
     let bat_bytes = (entries as usize * 4).next_multiple_of(512);
     let first_block = BAT_OFFSET + bat_bytes as u64;
     let stride = BITMAP_BYTES as u64 + BLOCK_BYTES;

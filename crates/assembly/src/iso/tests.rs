@@ -130,6 +130,17 @@ fn sample_files() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
+/// A one-byte file at each of `paths`.
+fn one_byte_files<'a>(paths: &[&'a str]) -> Vec<IsoFile<'a>> {
+    paths
+        .iter()
+        .map(|p| IsoFile {
+            path: p,
+            data: b"x",
+        })
+        .collect()
+}
+
 fn iso_files(files: &[(String, Vec<u8>)]) -> Vec<IsoFile<'_>> {
     files
         .iter()
@@ -433,14 +444,13 @@ fn path_tables_and_directories_are_in_the_standards_order() {
         ".HIDDEN",
         "A/C/D/E/F/G/H/F",
     ];
-    let files: Vec<IsoFile<'_>> = paths
-        .iter()
-        .map(|p| IsoFile {
-            path: p,
-            data: b"x",
-        })
-        .collect();
-    let img = write_iso(dir.path(), "o.iso", "ORDER", b"boot", &files);
+    let img = write_iso(
+        dir.path(),
+        "o.iso",
+        "ORDER",
+        b"boot",
+        &one_byte_files(&paths),
+    );
     let table = run_ok(
         Command::new(tool("isoinfo", "genisoimage"))
             .arg("-p")
@@ -593,14 +603,7 @@ fn bad_names_and_volume_ids_are_rejected_not_normalised() {
     ];
     let mut out = open_rw(&dir.path().join("bad.iso"));
     for (paths, why) in cases {
-        let files: Vec<IsoFile<'_>> = paths
-            .iter()
-            .map(|p| IsoFile {
-                path: p,
-                data: b"x",
-            })
-            .collect();
-        let err = write_efi_iso(&mut out, "BAD", b"boot", BOOT_PATH, &files)
+        let err = write_efi_iso(&mut out, "BAD", b"boot", BOOT_PATH, &one_byte_files(paths))
             .err()
             .unwrap_or_else(|| panic!("{paths:?} accepted"));
         assert!(err.contains(why), "{paths:?}: {err}");

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oxkit_testkit::{Rng, require_tool_from as tool, run_ok};
+use oxkit_testkit::{Rng, run_ok};
 
 use super::*;
+use crate::testdisk::{assert_qemu_reads_raw, qemu_data_ranges, qemu_img};
 
 fn be64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(b[at..at + 8].try_into().unwrap())
@@ -117,9 +118,8 @@ fn convert(raw: &Path, cluster_bits: u32) -> (PathBuf, Vec<u8>) {
 /// `qemu-img check` finds no error or leak, and `qemu-img compare` finds `qcow` identical to
 /// `raw` (which checks every guest byte, holes included).
 fn assert_qemu_agrees(raw: &Path, qcow: &Path) {
-    let qemu_img = tool("qemu-img", "qemu-utils");
     let check = run_ok(
-        Command::new(&qemu_img)
+        Command::new(qemu_img())
             .args(["check", "-f", "qcow2"])
             .arg(qcow),
     );
@@ -127,16 +127,7 @@ fn assert_qemu_agrees(raw: &Path, qcow: &Path) {
         check.contains("No errors were found"),
         "qemu-img check:\n{check}"
     );
-    let same = run_ok(
-        Command::new(&qemu_img)
-            .args(["compare", "-f", "raw", "-F", "qcow2"])
-            .arg(raw)
-            .arg(qcow),
-    );
-    assert!(
-        same.contains("Images are identical"),
-        "qemu-img compare:\n{same}"
-    );
+    assert_qemu_reads_raw(raw, "qcow2", qcow);
 }
 
 fn random_extents(rng: &mut Rng, len: u64, count: usize) -> Vec<(u64, Vec<u8>)> {
@@ -200,20 +191,10 @@ fn only_clusters_with_data_are_stored() {
     let (qcow, bytes) = convert(&raw, CLUSTER_BITS);
     // The header, refcount table and block, L1 and one L2 table, then the three clusters.
     assert_eq!(bytes.len() as u64, (5 + 3) * cs);
-    let map = run_ok(
-        Command::new(tool("qemu-img", "qemu-utils"))
-            .args(["map", "--output=json", "-f", "qcow2"])
-            .arg(&qcow),
+    assert_eq!(
+        qemu_data_ranges(&qcow, "qcow2"),
+        [(0, cs), (7 * cs, cs), (299 * cs, cs)]
     );
-    let map: serde_json::Value = serde_json::from_str(&map).unwrap();
-    let data: Vec<(u64, u64)> = map
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["data"] == true)
-        .map(|e| (e["start"].as_u64().unwrap(), e["length"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(data, [(0, cs), (7 * cs, cs), (299 * cs, cs)]);
     assert_qemu_agrees(&raw, &qcow);
 }
 
@@ -228,7 +209,7 @@ fn an_all_zero_disk_is_metadata_only_and_qemu_describes_it() {
         assert_eq!(bytes.len() as u64, 4 << CLUSTER_BITS, "len {len}");
         assert_eq!(read_back(&bytes).len() as u64, len);
         let info = run_ok(
-            Command::new(tool("qemu-img", "qemu-utils"))
+            Command::new(qemu_img())
                 .args(["info", "--output=json", "-f", "qcow2"])
                 .arg(&qcow),
         );

@@ -5,14 +5,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use oxkit_testkit::{require_tool_from as tool, run_ok};
+use oxkit_testkit::run_ok;
 
 use super::*;
-use crate::testdisk::{Zeros, disk_with_ends};
-
-fn qemu_img() -> std::path::PathBuf {
-    tool("qemu-img", "qemu-utils")
-}
+use crate::testdisk::{
+    Zeros, assert_qemu_reads_raw, disk_with_ends, qemu_convert, qemu_data_ranges, qemu_img,
+};
 
 /// A raw disk of `len` bytes, sparse, with random bytes at its start and end.
 fn raw_disk(path: &Path, len: u64) -> File {
@@ -40,20 +38,7 @@ fn sizes_geometry_and_type_are_what_qemu_writes() {
         let raw_path = dir.path().join("disk.raw");
         drop(raw_disk(&raw_path, len));
         let theirs = dir.path().join("qemu.vhd");
-        run_ok(
-            Command::new(qemu_img())
-                .args([
-                    "convert",
-                    "-f",
-                    "raw",
-                    "-O",
-                    "vpc",
-                    "-o",
-                    "subformat=fixed,force_size",
-                ])
-                .arg(&raw_path)
-                .arg(&theirs),
-        );
+        qemu_convert(&raw_path, "vpc", "subformat=fixed,force_size", &theirs);
         let theirs = last_512(&theirs);
         let ours = footer(len, 0, [7; 16]);
         assert_eq!(&ours[..8], &theirs[..8], "cookie");
@@ -93,13 +78,7 @@ fn qemu_reads_the_vhd_back_as_the_raw_disk() {
     .unwrap();
     assert_eq!(info["format"], "vpc", "{info}");
     assert_eq!(info["virtual-size"], len, "{info}");
-    let same = run_ok(
-        Command::new(qemu_img())
-            .args(["compare", "-f", "raw", "-F", "vpc"])
-            .arg(&raw_path)
-            .arg(&vhd),
-    );
-    assert!(same.contains("Images are identical"), "{same}");
+    assert_qemu_reads_raw(&raw_path, "vpc", &vhd);
     // The timestamp counts from 2000; before it, 0.
     let f = last_512(&vhd);
     assert_eq!(
@@ -140,42 +119,18 @@ fn dynamic_vhds_are_laid_out_as_qemu_lays_them_out() {
     write_dynamic_vhd(&raw, &mut out, 0, [9; 16]).unwrap();
     out.flush().unwrap();
     drop(out);
-    let same = run_ok(
-        Command::new(qemu_img())
-            .args(["compare", "-f", "raw", "-F", "vpc"])
-            .arg(&raw_path)
-            .arg(&ours_path),
+    assert_qemu_reads_raw(&raw_path, "vpc", &ours_path);
+    assert_eq!(
+        qemu_data_ranges(&ours_path, "vpc"),
+        [(0, 2 << 20), (8 << 20, len - (8 << 20))]
     );
-    assert!(same.contains("Images are identical"), "{same}");
-    let map: serde_json::Value = serde_json::from_str(&run_ok(
-        Command::new(qemu_img())
-            .args(["map", "--output=json", "-f", "vpc"])
-            .arg(&ours_path),
-    ))
-    .unwrap();
-    let data: Vec<(u64, u64)> = map
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["data"] == true)
-        .map(|e| (e["start"].as_u64().unwrap(), e["length"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(data, [(0, 2 << 20), (8 << 20, len - (8 << 20))], "{map}");
 
     let theirs_path = dir.path().join("qemu.vhd");
-    run_ok(
-        Command::new(qemu_img())
-            .args([
-                "convert",
-                "-f",
-                "raw",
-                "-O",
-                "vpc",
-                "-o",
-                "subformat=dynamic,force_size",
-            ])
-            .arg(&raw_path)
-            .arg(&theirs_path),
+    qemu_convert(
+        &raw_path,
+        "vpc",
+        "subformat=dynamic,force_size",
+        &theirs_path,
     );
     let (ours, theirs) = (
         std::fs::read(&ours_path).unwrap(),

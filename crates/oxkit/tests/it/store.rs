@@ -33,6 +33,11 @@ fn skopeo() -> Command {
     Command::new(require_tool("skopeo"))
 }
 
+/// `skopeo inspect TRANSPORT:REF` as JSON.
+fn skopeo_inspect(reference: &str) -> serde_json::Value {
+    json(&run_ok(skopeo().arg("inspect").arg(reference)))
+}
+
 fn umoci() -> Command {
     Command::new(require_tool("umoci"))
 }
@@ -48,11 +53,7 @@ fn images_oxkit_writes_are_read_by_umoci_and_skopeo() {
         let name = format!("docker.io/linuxkit/busybox:{arch}");
 
         // skopeo addresses the image by the canonical name oxkit stored.
-        let inspect = json(&run_ok(
-            skopeo()
-                .arg("inspect")
-                .arg(format!("oci:{}:{name}", store.display())),
-        ));
+        let inspect = skopeo_inspect(&format!("oci:{}:{name}", store.display()));
         assert_eq!(inspect["Digest"], digest.as_str());
         assert_eq!(inspect["Architecture"], arch);
         assert_eq!(inspect["Os"], "linux");
@@ -162,11 +163,7 @@ fn oxkit_reads_a_layout_written_by_skopeo() {
             .args(["cache", "export", "docker.io/library/y:latest", "-o"])
             .arg(&tar),
     );
-    let inspect = json(&run_ok(
-        skopeo()
-            .arg("inspect")
-            .arg(format!("oci-archive:{}", tar.display())),
-    ));
+    let inspect = skopeo_inspect(&format!("oci-archive:{}", tar.display()));
     assert_eq!(inspect["Digest"], digest.as_str());
 
     // An archive skopeo writes imports too, under the name skopeo gave it.
@@ -281,11 +278,7 @@ fn archives_round_trip_and_damaged_ones_change_nothing() {
         out.stdout, bytes,
         "export is deterministic and -o - matches -o FILE"
     );
-    let inspect = json(&run_ok(
-        skopeo()
-            .arg("inspect")
-            .arg(format!("oci-archive:{}", file.display())),
-    ));
+    let inspect = skopeo_inspect(&format!("oci-archive:{}", file.display()));
     assert_eq!(inspect["Digest"], digest.as_str());
 
     let target = Env::new();
@@ -727,11 +720,7 @@ fn export_writes_an_images_file_system_and_a_docker_archive_the_real_tools_read(
         .collect();
     assert_eq!(layers.len(), 3);
     assert_eq!(serde_json::json!(layers), diff_ids);
-    let via_oci = json(&run_ok(
-        skopeo()
-            .arg("inspect")
-            .arg(format!("oci-archive:{}", d_tar.display())),
-    ));
+    let via_oci = skopeo_inspect(&format!("oci-archive:{}", d_tar.display()));
     assert_eq!(via_oci["Architecture"], arch.as_str());
     // LinuxKit's name for this format gives the same bytes.
     let o_tar = env.path().join("oci.tar");
