@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The bootable image outputs: `oxkit build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,
-# qcow2-bios,vhd,aws,gcp` against the standard tools doing the same job after `oxkit build -f kernel+initrd` in the same run:
+# qcow2-bios,vhd,vmdk,aws,gcp` against the standard tools doing the same job after `oxkit build -f kernel+initrd` in the same run:
 # systemd's documented way to make a unified kernel image (`objcopy --add-section` onto the EFI
 # stub); `sgdisk`, `mkfs.vfat --offset` and `mcopy` for the GPT disk and its EFI system
 # partition; `mkfs.vfat`, `mcopy` and `xorriso -as mkisofs -e` for the ISO's El Torito UEFI boot
 # image; `qemu-img convert -O qcow2` for the qcow2 disks; `genisoimage -b isolinux.bin
 # -boot-info-table` and `isohybrid` (as LinuxKit's iso-bios) for the hybrid ISOLINUX CD, copied
 # as the BIOS disks (raw-bios, aws); `qemu-img convert -O vpc -o subformat=fixed,force_size` (as LinuxKit's vhd)
-# for the VHD; `tar --format=oldgnu -Sczf` (as Google documents it) for the GCP archive. Both start from the same
+# for the VHD; `qemu-img convert -O vmdk` (as LinuxKit's vmdk) for the VMDK; `tar --format=oldgnu -Sczf` (as Google documents it) for the GCP archive. Both start from the same
 # images (about MB megabytes) with a warm page cache; medians of RUNS, and their ratio (below 1
 # is faster).
 #   bench/boot-images.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs systemd-boot-efi,
@@ -53,7 +53,7 @@ services:
 YML
 printf 'ID=oxkit\n' >"$work/osrel"
 
-ours() { "$ox" -q build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd,aws,gcp --dir "$work/ox" "$work/bench.yml"; }
+ours() { "$ox" -q build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd,vmdk,aws,gcp --dir "$work/ox" "$work/bench.yml"; }
 tools() {
   local d=$work/tools
   rm -rf "$d" && mkdir -p "$d"
@@ -92,6 +92,7 @@ tools() {
   cp "$d/bios.iso" "$d/bios.raw"
   qemu-img convert -f raw -O qcow2 "$d/bios.img" "$d/bios.qcow2"
   qemu-img convert -f raw -O vpc -o subformat=fixed,force_size "$d/bios.img" "$d/bios.vhd"
+  qemu-img convert -f raw -O vmdk "$d/bios.img" "$d/bios.vmdk"
   mkdir -p "$d/gcp"
   cp "$d/bios.iso" "$d/gcp/disk.raw"
   truncate -s 1G "$d/gcp/disk.raw"
@@ -110,7 +111,7 @@ mb() { du -m --apparent-size "$1" | cut -f1; }
 printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy, xorriso, qemu-img, genisoimage, isohybrid  %6.2fs\n' "$t"
 printf '  (%d MB disk, %d MB UEFI ISO, %d MB qcow2, %d MB BIOS ISO)\n' "$(mb "$work/tools/disk.img")" \
   "$(mb "$work/tools/efi.iso")" "$(mb "$work/tools/disk.qcow2")" "$(mb "$work/tools/bios.iso")"
-printf 'oxkit build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd,aws,gcp             %6.2fs  ratio %.2f (target <= 1.0)\n' \
+printf 'oxkit build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd,vmdk,aws,gcp        %6.2fs  ratio %.2f (target <= 1.0)\n' \
   "$o" "$(echo "$o / $t" | bc -l)"
 printf '  (%d MB disk, %d MB UEFI ISO, %d MB qcow2, %d MB BIOS ISO)\n' "$(mb "$work/ox/bench-efi.img")" \
   "$(mb "$work/ox/bench-efi.iso")" "$(mb "$work/ox/bench-efi.qcow2")" "$(mb "$work/ox/bench.iso")"

@@ -11,10 +11,10 @@
 //!    metadata, reading each layer once and refusing entries that would escape the root; a
 //!    `format: oci` volume holds its image as an OCI image layout, blobs streamed from the store.
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
-//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `qcow2-efi`, `iso-bios`,
-//!    `raw-bios`, `qcow2-bios`, `vhd`, `dynamic-vhd`, `aws`, `gcp`): reproducible bytes, flat
-//!    memory (but for the boot images, which hold the kernel and initrd in memory), atomic
-//!    files.
+//!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `iso-efi-initrd`,
+//!    `qcow2-efi`, `iso-bios`, `raw-bios`, `qcow2-bios`, `vhd`, `dynamic-vhd`, `vmdk`, `aws`,
+//!    `gcp`): reproducible bytes, flat memory (but for the boot images, which hold the kernel
+//!    and initrd in memory), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
 //! [`write_filesystem`] writes one image's flattened file system as a tar (`oxkit cache export
@@ -49,6 +49,7 @@ pub mod trust;
 mod uki;
 pub mod uptodate;
 mod vhd;
+mod vmdk;
 
 pub use config::{Config, YamlInput};
 pub use error::{Error, Result};

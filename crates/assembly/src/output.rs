@@ -13,7 +13,9 @@
 //!   arm64), so UEFI firmware boots it with no boot loader and no configuration. LinuxKit's
 //!   `raw-efi` boots the same kernel, initrd and command line through GRUB;
 //! - `iso-efi`: `NAME-efi.iso`, an ISO 9660 image whose El Torito catalog boots, on UEFI, a FAT
-//!   image holding the same unified kernel image (see [`crate::iso`]);
+//!   image holding the same unified kernel image (see [`crate::iso`]); `iso-efi-initrd`:
+//!   `NAME-efi-initrd.iso`, the same ISO under the name LinuxKit gives its ISO that boots a
+//!   kernel and initrd (its `iso-efi` puts the root file system on the CD instead);
 //! - `qcow2-efi`: `NAME-efi.qcow2`, the `raw-efi` disk as a qcow2 image (see [`crate::qcow2`]):
 //!   only its clusters that hold data are stored;
 //! - `iso-bios`: `NAME.iso`, an ISO 9660 image whose El Torito catalog boots ISOLINUX on a PC
@@ -26,7 +28,8 @@
 //!   `aws`: `NAME.raw`, the same, under the name LinuxKit gives its image for AWS's VM import;
 //!   `qcow2-bios`: `NAME.qcow2`, the same as a qcow2 disk; `vhd`: `NAME.vhd`, the same as a
 //!   fixed VHD (see [`crate::vhd`]), for Hyper-V and Azure, and `dynamic-vhd`, also
-//!   `NAME.vhd`, as a dynamic VHD, which stores only the blocks that hold data; `gcp`:
+//!   `NAME.vhd`, as a dynamic VHD, which stores only the blocks that hold data; `vmdk`:
+//!   `NAME.vmdk`, the same as a VMware sparse disk (see [`crate::vmdk`]); `gcp`:
 //!   `NAME.img.tar.gz`, the archive Compute Engine imports (see [`crate::gcp`]). LinuxKit's
 //!   put syslinux on an ext4 or FAT partition; a BIOS boots either the same way, and both are
 //!   read-only systems.
@@ -57,6 +60,7 @@ const GZIP_LEVEL: u32 = 6;
 /// What the UEFI formats' files are called after `DIR/NAME`, as LinuxKit names them.
 const RAW_EFI_SUFFIX: &str = "-efi.img";
 const ISO_EFI_SUFFIX: &str = "-efi.iso";
+const ISO_EFI_INITRD_SUFFIX: &str = "-efi-initrd.iso";
 const QCOW2_EFI_SUFFIX: &str = "-efi.qcow2";
 const ISO_BIOS_SUFFIX: &str = ".iso";
 const RAW_BIOS_SUFFIX: &str = "-bios.img";
@@ -64,6 +68,7 @@ const QCOW2_BIOS_SUFFIX: &str = ".qcow2";
 const VHD_SUFFIX: &str = ".vhd";
 const AWS_SUFFIX: &str = ".raw";
 const GCP_SUFFIX: &str = ".img.tar.gz";
+const VMDK_SUFFIX: &str = ".vmdk";
 
 /// An output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,10 +86,12 @@ pub enum Format {
     Aws,
     Gcp,
     DynamicVhd,
+    Vmdk,
+    IsoEfiInitrd,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 13] = [
+    pub const ALL: [&'static str; 15] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -98,6 +105,8 @@ impl Format {
         "aws",
         "gcp",
         "dynamic-vhd",
+        "vmdk",
+        "iso-efi-initrd",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -108,7 +117,10 @@ impl Format {
     /// Whether the format is booted by UEFI firmware (it holds a unified kernel image, made
     /// from an EFI stub).
     pub fn is_uefi(self) -> bool {
-        matches!(self, Format::RawEfi | Format::IsoEfi | Format::Qcow2Efi)
+        matches!(
+            self,
+            Format::RawEfi | Format::IsoEfi | Format::Qcow2Efi | Format::IsoEfiInitrd
+        )
     }
 
     /// Whether the format is booted by a PC BIOS (it holds the hybrid ISOLINUX image).
@@ -122,6 +134,7 @@ impl Format {
                 | Format::Aws
                 | Format::Gcp
                 | Format::DynamicVhd
+                | Format::Vmdk
         )
     }
 
@@ -140,6 +153,8 @@ impl Format {
             Format::Aws => "aws",
             Format::Gcp => "gcp",
             Format::DynamicVhd => "dynamic-vhd",
+            Format::Vmdk => "vmdk",
+            Format::IsoEfiInitrd => "iso-efi-initrd",
         }
     }
 }
@@ -161,6 +176,8 @@ impl std::str::FromStr for Format {
             "aws" => Ok(Format::Aws),
             "gcp" => Ok(Format::Gcp),
             "dynamic-vhd" => Ok(Format::DynamicVhd),
+            "vmdk" => Ok(Format::Vmdk),
+            "iso-efi-initrd" => Ok(Format::IsoEfiInitrd),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -407,6 +424,7 @@ impl OutputPlan {
             Format::Aws => Some(self.with_suffix(AWS_SUFFIX)),
             Format::Gcp => Some(self.with_suffix(GCP_SUFFIX)),
             Format::DynamicVhd => Some(self.with_suffix(VHD_SUFFIX)),
+            Format::Vmdk => Some(self.with_suffix(VMDK_SUFFIX)),
             _ => None,
         })
     }
@@ -427,6 +445,7 @@ impl OutputPlan {
             Format::RawEfi => Some(self.with_suffix(RAW_EFI_SUFFIX)),
             Format::IsoEfi => Some(self.with_suffix(ISO_EFI_SUFFIX)),
             Format::Qcow2Efi => Some(self.with_suffix(QCOW2_EFI_SUFFIX)),
+            Format::IsoEfiInitrd => Some(self.with_suffix(ISO_EFI_INITRD_SUFFIX)),
             _ => None,
         })
     }
@@ -477,6 +496,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     fs_err::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
     let raw_efi = plan.formats.contains(&Format::RawEfi);
     let iso_efi = plan.formats.contains(&Format::IsoEfi);
+    let iso_efi_initrd = plan.formats.contains(&Format::IsoEfiInitrd);
     let qcow2_efi = plan.formats.contains(&Format::Qcow2Efi);
     // Read again here (callers check the plan first, see `OutputPlan::check`): what is built
     // is what the file holds now.
@@ -586,11 +606,18 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
                     .map_err(|e| Error::output(&path, e))?;
                 pending.push(Pending { path, tmp });
             }
-            if iso_efi {
-                let path = plan.with_suffix(ISO_EFI_SUFFIX);
-                let tmp = temp_for(&path)?;
-                write_iso_efi(&tmp, &boot, &seed, &dir).map_err(|e| Error::output(&path, e))?;
-                pending.push(Pending { path, tmp });
+            // iso-efi-initrd is LinuxKit's name for the ISO that boots a kernel and initrd,
+            // which oxkit's iso-efi is.
+            for (wanted, suffix) in [
+                (iso_efi, ISO_EFI_SUFFIX),
+                (iso_efi_initrd, ISO_EFI_INITRD_SUFFIX),
+            ] {
+                if wanted {
+                    let path = plan.with_suffix(suffix);
+                    let tmp = temp_for(&path)?;
+                    write_iso_efi(&tmp, &boot, &seed, &dir).map_err(|e| Error::output(&path, e))?;
+                    pending.push(Pending { path, tmp });
+                }
             }
         }
         if let (Some(isolinux), Some(parts)) = (&isolinux, &parts) {
@@ -741,8 +768,8 @@ fn isolinux_cfg(cmdline: &[u8]) -> String {
 
 /// The BIOS formats' files, to be renamed into place: the hybrid image written once (to
 /// `iso-bios`'s file, else `raw-bios`'s, else a temporary file), then copied to `raw-bios`'s
-/// and `aws`'s and converted to `qcow2-bios`'s, `vhd`'s (or `dynamic-vhd`'s) and `gcp`'s (made
-/// at `epoch`).
+/// and `aws`'s and converted to `qcow2-bios`'s, `vhd`'s (or `dynamic-vhd`'s), `vmdk`'s and
+/// `gcp`'s (made at `epoch`).
 fn write_bios_outputs(
     plan: &OutputPlan,
     dir: &Path,
@@ -816,6 +843,23 @@ fn write_bios_outputs(
             crate::vhd::write_dynamic_vhd
         };
         write(&image, &mut w, epoch, id)
+            .and_then(|()| w.flush())
+            .map_err(|e| Error::output(&path, e))?;
+        drop(w);
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::output(&path, e))?;
+        written.push(Pending { path, tmp });
+    }
+    if wanted(Format::Vmdk) {
+        let path = plan.with_suffix(VMDK_SUFFIX);
+        let tmp = temp_for(&path)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::output(&path, "a VMDK's descriptor names its file in UTF-8"))?;
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        crate::vmdk::write_vmdk(&image, &mut w, name, crate::vmdk::content_id(id))
             .and_then(|()| w.flush())
             .map_err(|e| Error::output(&path, e))?;
         drop(w);
@@ -1292,7 +1336,7 @@ mod tests {
                 None,
                 "format tar must be the only format",
             ),
-            (&["vmdk"][..], None, "unknown format \"vmdk\""),
+            (&["rpi3"][..], None, "unknown format \"rpi3\""),
             (
                 &["vhd,dynamic-vhd"][..],
                 None,

@@ -94,7 +94,7 @@ pub enum Boot {
         image: PathBuf,
         media: Media,
     },
-    /// An `iso-bios` CD image or a `raw-bios`, `qcow2-bios` or `vhd` disk image, booted by QEMU's own
+    /// An `iso-bios` CD image or a `raw-bios`, `qcow2-bios`, `vhd` or `vmdk` disk image, booted by QEMU's own
     /// PC BIOS (SeaBIOS) from the drive a UEFI image of that kind uses; the command line is
     /// inside the image. amd64 only.
     Bios { image: PathBuf, media: Media },
@@ -459,11 +459,12 @@ mod tests {
         for flag in ["-bios", "-kernel", "-initrd", "-append"] {
             assert!(!args.iter().any(|a| a == flag), "{flag}: {joined}");
         }
-        // A BIOS disk is the first virtio disk, qcow2, raw or VHD.
+        // A BIOS disk is the first virtio disk, qcow2, raw, VHD or VMDK.
         for (image, format) in [
             ("out/minimal.qcow2", "qcow2"),
             ("out/minimal-bios.img", "raw"),
             ("out/minimal.vhd", "vpc"),
+            ("out/minimal.vmdk", "vmdk"),
         ] {
             s.boot = Boot::Bios {
                 image: image.into(),

@@ -59,23 +59,26 @@ impl BootFiles {
 
 /// The image of a UEFI output, which must exist: for [`Media::Disk`] `NAME-efi.img`
 /// (`raw-efi`), else `NAME-efi.qcow2` (`qcow2-efi`); for [`Media::Cdrom`] `NAME-efi.iso`
-/// (`iso-efi`). See [`disk_format`] for how a disk is attached.
+/// (`iso-efi`), else `NAME-efi-initrd.iso` (`iso-efi-initrd`). See [`disk_format`] for how a disk is attached.
 pub fn efi_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
     let (suffixes, format): (&[&str], _) = match media {
         Media::Disk => (&["-efi.img", "-efi.qcow2"], "raw-efi or qcow2-efi"),
-        Media::Cdrom => (&["-efi.iso"], "iso-efi"),
+        Media::Cdrom => (
+            &["-efi.iso", "-efi-initrd.iso"],
+            "iso-efi or iso-efi-initrd",
+        ),
     };
     find_image(name, suffixes, format)
 }
 
 /// The image of a BIOS output, which must exist: for [`Media::Disk`] `NAME-bios.img`
-/// (`raw-bios`), else `NAME.qcow2` (`qcow2-bios`), else `NAME.vhd` (`vhd`); for
-/// [`Media::Cdrom`] `NAME.iso` (`iso-bios`).
+/// (`raw-bios`), else `NAME.qcow2` (`qcow2-bios`), else `NAME.vhd` (`vhd`), else `NAME.vmdk`
+/// (`vmdk`); for [`Media::Cdrom`] `NAME.iso` (`iso-bios`).
 pub fn bios_image(name: &Path, media: Media) -> Result<PathBuf, VmError> {
     let (suffixes, format): (&[&str], _) = match media {
         Media::Disk => (
-            &["-bios.img", ".qcow2", ".vhd"],
-            "raw-bios, qcow2-bios or vhd",
+            &["-bios.img", ".qcow2", ".vhd", ".vmdk"],
+            "raw-bios, qcow2-bios, vhd or vmdk",
         ),
         Media::Cdrom => (&[".iso"], "iso-bios"),
     };
@@ -102,11 +105,13 @@ fn find_image(name: &Path, suffixes: &[&str], format: &'static str) -> Result<Pa
 }
 
 /// How QEMU reads a disk image: `qcow2` for a `qcow2-efi` or `qcow2-bios` output (`.qcow2`),
-/// `vpc` for a `vhd` one (`.vhd`; QEMU does not recognise a fixed VHD by itself), else `raw`.
+/// `vpc` for a `vhd` one (`.vhd`; QEMU does not recognise a fixed VHD by itself), `vmdk` for
+/// a `vmdk` one (`.vmdk`), else `raw`.
 pub fn disk_format(image: &Path) -> &'static str {
     match image.extension().and_then(|e| e.to_str()) {
         Some("qcow2") => "qcow2",
         Some("vhd") => "vpc",
+        Some("vmdk") => "vmdk",
         _ => "raw",
     }
 }
@@ -164,11 +169,13 @@ fn hint(name: &Path) -> String {
         "-cmdline",
         "-efi.img",
         "-efi.iso",
+        "-efi-initrd.iso",
         "-efi.qcow2",
         "-bios.img",
         ".iso",
         ".qcow2",
         ".vhd",
+        ".vmdk",
     ]
     .iter()
     .find_map(|suffix| text.strip_suffix(suffix))
@@ -262,9 +269,23 @@ mod tests {
 
         let err = efi_image(&name, Media::Cdrom).expect_err("no iso");
         assert!(
-            err.to_string().contains("minimal-efi.iso") && err.to_string().contains("iso-efi"),
+            err.to_string().contains("minimal-efi.iso")
+                && err.to_string().contains("minimal-efi-initrd.iso")
+                && err.to_string().contains("iso-efi or iso-efi-initrd"),
             "{err}"
         );
+        std::fs::write(dir.path().join("minimal-efi-initrd.iso"), b"i").expect("iso");
+        assert_eq!(
+            efi_image(&name, Media::Cdrom).expect("found"),
+            dir.path().join("minimal-efi-initrd.iso")
+        );
+        std::fs::write(dir.path().join("minimal-efi.iso"), b"e").expect("iso");
+        assert_eq!(
+            efi_image(&name, Media::Cdrom).expect("found"),
+            dir.path().join("minimal-efi.iso")
+        );
+        std::fs::remove_file(dir.path().join("minimal-efi.iso")).expect("rm");
+        std::fs::remove_file(dir.path().join("minimal-efi-initrd.iso")).expect("rm");
 
         let err = bios_image(&name, Media::Cdrom).expect_err("no iso");
         assert!(
@@ -283,9 +304,16 @@ mod tests {
             err.to_string().contains("minimal-bios.img or ")
                 && err.to_string().contains("minimal.qcow2")
                 && err.to_string().contains("minimal.vhd")
-                && err.to_string().contains("raw-bios, qcow2-bios or vhd"),
+                && err.to_string().contains("minimal.vmdk")
+                && err
+                    .to_string()
+                    .contains("raw-bios, qcow2-bios, vhd or vmdk"),
             "{err}"
         );
+        std::fs::write(dir.path().join("minimal.vmdk"), b"k").expect("vmdk");
+        let found = bios_image(&name, Media::Disk).expect("found");
+        assert_eq!(found, dir.path().join("minimal.vmdk"));
+        assert_eq!(disk_format(&found), "vmdk");
         std::fs::write(dir.path().join("minimal.vhd"), b"v").expect("vhd");
         let found = bios_image(&name, Media::Disk).expect("found");
         assert_eq!(found, dir.path().join("minimal.vhd"));

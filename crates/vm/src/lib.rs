@@ -1,7 +1,7 @@
 //! Boots a `kernel+initrd` output (`NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline`), or a
 //! `raw-efi` (`NAME-efi.img`), `qcow2-efi` (`NAME-efi.qcow2`) or `iso-efi` (`NAME-efi.iso`)
 //! one under UEFI firmware, or an `iso-bios` (`NAME.iso`), `raw-bios` (`NAME-bios.img`),
-//! `qcow2-bios` (`NAME.qcow2`) or `vhd` (`NAME.vhd`) one under QEMU's PC BIOS, in QEMU with the guest's serial
+//! `qcow2-bios` (`NAME.qcow2`), `vhd` (`NAME.vhd`) or `vmdk` (`NAME.vmdk`) one under QEMU's PC BIOS, in QEMU with the guest's serial
 //! console on the caller's terminal: the engine behind `oxkit run qemu`, shaped like LinuxKit's
 //! `linuxkit run qemu`.
 //!

@@ -29,13 +29,14 @@ tar (NAME.tar, or -o FILE / -o - for standard output), tar-kernel-initrd (NAME-i
 raw-efi (NAME-efi.img: a GPT disk whose EFI system partition holds the kernel, initrd and \
 command line as one unified kernel image, booted by UEFI firmware directly; needs systemd's EFI \
 stub, from Debian's systemd-boot-efi or --efi-stub), iso-efi (NAME-efi.iso: an ISO 9660 image \
-whose El Torito catalog boots the same unified kernel image on UEFI), qcow2-efi \
+whose El Torito catalog boots the same unified kernel image on UEFI), iso-efi-initrd \
+(NAME-efi-initrd.iso: the same ISO, under LinuxKit's name for it), qcow2-efi \
 (NAME-efi.qcow2: the raw-efi disk as a qcow2 image), iso-bios (NAME.iso: a hybrid ISO 9660 \
 image whose El Torito catalog, or MBR from a disk, boots ISOLINUX on a PC BIOS, which loads the \
 kernel and initrd from it; needs Debian's isolinux and syslinux-common, or --syslinux), raw-bios \
 (NAME-bios.img: the same image, as a disk), qcow2-bios (NAME.qcow2: the same as a qcow2 disk), \
 vhd (NAME.vhd: the same as a fixed VHD, for Hyper-V and Azure), dynamic-vhd (NAME.vhd: the same \
-as a dynamic VHD), aws (NAME.raw: the same raw \
+as a dynamic VHD), vmdk (NAME.vmdk: the same as a VMware sparse disk), aws (NAME.raw: the same raw \
 disk, for AWS's VM import), gcp (NAME.img.tar.gz: the same as Compute Engine's disk.raw); \
 the BIOS formats are amd64 only. NAME defaults to the last \
 YAML file's name without its extension.\n\n\

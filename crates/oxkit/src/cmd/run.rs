@@ -25,16 +25,18 @@ pub struct RunArgs {
 #[derive(Debug, Subcommand)]
 enum RunCommand {
     /// Boot a kernel+initrd output (NAME-kernel, NAME-initrd.img, NAME-cmdline) in QEMU, a
-    /// raw-efi (NAME-efi.img), qcow2-efi (NAME-efi.qcow2) or iso-efi (NAME-efi.iso) output
+    /// raw-efi (NAME-efi.img), qcow2-efi (NAME-efi.qcow2) or iso-efi (NAME-efi.iso, or
+    /// iso-efi-initrd's NAME-efi-initrd.iso) output
     /// under UEFI firmware, or an iso-bios (NAME.iso), raw-bios (NAME-bios.img), qcow2-bios
-    /// (NAME.qcow2) or vhd (NAME.vhd) output under the PC BIOS
+    /// (NAME.qcow2), vhd (NAME.vhd) or vmdk (NAME.vmdk) output under the PC BIOS
     ///
     /// The guest's serial console is on stdout. The kernel command line is NAME-cmdline, then
     /// the --append arguments, plus console=ttyS0 (amd64) or console=ttyAMA0 (arm64) and
     /// panic=-1 unless already set. With --uefi, OVMF or AAVMF boots NAME-efi.img, else
-    /// NAME-efi.qcow2; with --iso, NAME-efi.iso from a CD drive (or NAME.iso under the BIOS
-    /// when there is no NAME-efi.iso); with --bios, NAME-bios.img, NAME.qcow2, NAME.vhd or
-    /// NAME.iso. The
+    /// NAME-efi.qcow2; with --iso, NAME-efi.iso (else NAME-efi-initrd.iso) from a CD drive (or
+    /// NAME.iso under the BIOS
+    /// when there is no NAME-efi.iso); with --bios, NAME-bios.img, NAME.qcow2, NAME.vhd,
+    /// NAME.vmdk or NAME.iso. The
     /// command line of those is the one inside the image. Without NAME-kernel, the first of
     /// those NAME has is booted. QEMU runs with -no-reboot, so a reboot ends the run. Exit
     /// status: 0 when the guest powers off; 1 when it reboots or panics, the timeout expires
@@ -86,12 +88,13 @@ struct QemuArgs {
     /// Boot NAME-efi.img (a raw-efi output), else NAME-efi.qcow2 (qcow2-efi), with UEFI firmware
     #[arg(long, conflicts_with = "append")]
     uefi: bool,
-    /// Boot an ISO from a CD drive: NAME-efi.iso (an iso-efi output) with UEFI firmware, or
-    /// NAME.iso (iso-bios) with the PC BIOS when there is no NAME-efi.iso
+    /// Boot an ISO from a CD drive: NAME-efi.iso (an iso-efi output; else NAME-efi-initrd.iso,
+    /// iso-efi-initrd) with UEFI firmware, or NAME.iso (iso-bios) with the PC BIOS when there is
+    /// neither
     #[arg(long, conflicts_with = "append")]
     iso: bool,
     /// Boot NAME-bios.img (raw-bios), else NAME.qcow2 (qcow2-bios), else NAME.vhd (vhd), else
-    /// NAME.iso (iso-bios, from a CD drive; with --iso always) with QEMU's PC BIOS (amd64)
+    /// NAME.vmdk (vmdk), else NAME.iso (iso-bios, from a CD drive; with --iso always) with QEMU's PC BIOS (amd64)
     #[arg(long, conflicts_with_all = ["append", "uefi", "firmware"])]
     bios: bool,
     /// UEFI firmware for --uefi [default: Debian's OVMF (ovmf) or AAVMF (qemu-efi-aarch64)]
@@ -268,8 +271,8 @@ fn choose_boot(args: &QemuArgs) -> BootChoice {
     let has = |suffix| suffixed(&args.name, suffix).is_file();
     let kernel = suffixed(&args.name, "-kernel").exists();
     let efi_disk = has("-efi.img") || has("-efi.qcow2");
-    let efi_cd = has("-efi.iso");
-    let bios_disk = has("-bios.img") || has(".qcow2") || has(".vhd");
+    let efi_cd = has("-efi.iso") || has("-efi-initrd.iso");
+    let bios_disk = has("-bios.img") || has(".qcow2") || has(".vhd") || has(".vmdk");
     let bios_cd = has(".iso");
     let uefi_asked = args.uefi || args.firmware.is_some();
     if args.bios {

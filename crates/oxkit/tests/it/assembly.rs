@@ -496,7 +496,13 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
     images(&env);
     let yml = write_system(&env);
     let build = |dir: &str, extra: &[&str]| {
-        build_in(&env, &yml, "kernel+initrd,raw-efi,iso-efi", dir, extra)
+        build_in(
+            &env,
+            &yml,
+            "kernel+initrd,raw-efi,iso-efi,iso-efi-initrd",
+            dir,
+            extra,
+        )
     };
     run_ok(&mut build("out", &[]));
     run_ok(&mut build("again", &[]));
@@ -510,6 +516,11 @@ fn raw_efi_and_iso_efi_hold_the_kernel_initrd_and_cmdline_as_one_uki() {
             "{f} is not reproducible"
         );
     }
+    // iso-efi-initrd: LinuxKit's name for the ISO that boots the kernel and initrd.
+    assert_eq!(
+        sha256(&out.join("system-efi-initrd.iso")),
+        sha256(&out.join("system-efi.iso"))
+    );
     // The partition table, checked by gdisk; the ESP read with mtools, 1 MiB into the disk.
     let verify = run_ok(Command::new(require_tool("sgdisk")).arg("-v").arg(&img));
     assert!(verify.contains("No problems found"), "{verify}");
@@ -698,8 +709,8 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
 /// kernel and whole initrd (the kernel+initrd outputs, byte for byte) with its command line
 /// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it; the image is hybrid (one
 /// bootable partition over it all, as `sfdisk` reads it), and `raw-bios` (and `aws`),
-/// `qcow2-bios`, `vhd` and `gcp` are the same image as a raw, a qcow2 and a fixed VHD disk
-/// and as Compute Engine's `disk.raw`. ISOLINUX's files are inputs like the images;
+/// `qcow2-bios`, `vhd`, `vmdk` and `gcp` are the same image as a raw, a qcow2, a fixed VHD and
+/// a VMware sparse disk and as Compute Engine's `disk.raw`. ISOLINUX's files are inputs like the images;
 /// missing ones and a foreign architecture are refused before any output.
 #[test]
 fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
@@ -710,7 +721,7 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
         build_in(
             &env,
             &yml,
-            "kernel+initrd,iso-bios,raw-bios,qcow2-bios,vhd,aws,gcp",
+            "kernel+initrd,iso-bios,raw-bios,qcow2-bios,vhd,vmdk,aws,gcp",
             dir,
             extra,
         )
@@ -790,6 +801,26 @@ fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
             .arg(&vhd),
     );
     assert!(same.contains("Images are identical"), "{same}");
+    // vmdk: a monolithicSparse VMDK, read back by QEMU as the image; reproducible.
+    let vmdk = out.join("system.vmdk");
+    let same = run_ok(
+        Command::new(&qemu_img)
+            .args(["compare", "-f", "raw", "-F", "vmdk"])
+            .arg(&iso)
+            .arg(&vmdk),
+    );
+    assert!(same.contains("Images are identical"), "{same}");
+    let info = run_ok(
+        Command::new(&qemu_img)
+            .args(["info", "-f", "vmdk"])
+            .arg(&vmdk),
+    );
+    assert!(info.contains("create type: monolithicSparse"), "{info}");
+    assert_eq!(
+        sha256(&vmdk),
+        sha256(&env.path().join("again/system.vmdk")),
+        "system.vmdk is not reproducible"
+    );
     // gcp: GNU tar extracts disk.raw, the image padded with a hole to 1 GiB.
     let gcp = env.path().join("gcp");
     std::fs::create_dir_all(&gcp).unwrap();
@@ -887,7 +918,9 @@ fn boot_images_without_a_kernel_are_refused_and_write_nothing() {
     for (format, file) in [
         ("raw-efi", "nokernel-efi.img"),
         ("iso-efi", "nokernel-efi.iso"),
+        ("iso-efi-initrd", "nokernel-efi-initrd.iso"),
         ("iso-bios", "nokernel.iso"),
+        ("vmdk", "nokernel.vmdk"),
         ("raw-bios", "nokernel-bios.img"),
         ("gcp", "nokernel.img.tar.gz"),
     ] {
@@ -1127,8 +1160,8 @@ fn bad_input_is_refused_with_its_location_and_leaves_nothing() {
             .args(["build", "-f", "tar,kernel+initrd", "x.yml"]),
     );
     assert!(e.contains("format tar must be the only format"), "{e}");
-    let e = run_fail(env.oxkit().args(["build", "-f", "vmdk", "x.yml"]));
-    assert!(e.contains("unknown format \"vmdk\""), "{e}");
+    let e = run_fail(env.oxkit().args(["build", "-f", "rpi3", "x.yml"]));
+    assert!(e.contains("unknown format \"rpi3\""), "{e}");
     let e = run_fail(
         env.oxkit()
             .args(["build", "-f", "kernel+initrd", "-o", "x", "x.yml"]),

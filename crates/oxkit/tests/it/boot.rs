@@ -293,7 +293,7 @@ fn minimal_example(arch: &str, uname: &str) {
     // iso-bios boots PCs with a BIOS: amd64 only.
     let bios = arch == "amd64";
     let formats = if bios {
-        "kernel+initrd,raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd"
+        "kernel+initrd,raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd,vmdk"
     } else {
         "kernel+initrd,raw-efi,iso-efi,qcow2-efi"
     };
@@ -320,6 +320,7 @@ fn minimal_example(arch: &str, uname: &str) {
         "minimal-bios.img",
         "minimal.qcow2",
         "minimal.vhd",
+        "minimal.vmdk",
     ] {
         if !bios
             && [
@@ -327,6 +328,7 @@ fn minimal_example(arch: &str, uname: &str) {
                 "minimal-bios.img",
                 "minimal.qcow2",
                 "minimal.vhd",
+                "minimal.vmdk",
             ]
             .contains(&file)
         {
@@ -368,7 +370,7 @@ fn minimal_example(arch: &str, uname: &str) {
     // Then the qcow2 disk alone under another name: `run qemu` picks UEFI by itself, and
     // attaches the disk as qcow2. On amd64, the BIOS images too: SeaBIOS starts ISOLINUX from
     // the CD's El Torito catalog or the disk's MBR, which loads the kernel and initrd from the
-    // ISO 9660 file system; the qcow2 and VHD ones alone, picked by themselves.
+    // ISO 9660 file system; the qcow2, VHD and VMDK ones alone, picked by themselves.
     let alone = |dir: &str, file: &str| {
         let name = env.path().join(dir).join("minimal");
         std::fs::create_dir_all(env.path().join(dir)).unwrap();
@@ -405,6 +407,12 @@ fn minimal_example(arch: &str, uname: &str) {
                 &[][..],
                 "under BIOS (",
                 "BIOS VHD disk",
+            ),
+            (
+                alone("vmdk", "minimal.vmdk"),
+                &[][..],
+                "under BIOS (",
+                "BIOS VMDK disk",
             ),
         ]);
     }
