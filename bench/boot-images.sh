@@ -32,25 +32,7 @@ trap 'rm -rf "$work"' EXIT
 export OXKIT_STORE=$work/store
 unset SOURCE_DATE_EPOCH
 
-# A kernel that does not compress (like a real bzImage, 8 MB) and services of real files.
-part=$((total_mb / 2))
-fill "$work/svc1" "$part" /usr/share
-fill "$work/svc2" "$part" /usr/lib/x86_64-linux-gnu /usr/lib
-mkdir -p "$work/kernel"
-head -c $((8 * 1024 * 1024)) /dev/urandom >"$work/kernel/kernel"
-tar -C "$work/svc1" -cf "$work/kernel/kernel.tar" --files-from /dev/null
-for i in svc1 svc2 kernel; do "$ox" -q image import "$work/$i" "bench/$i:1" >/dev/null; done
-cat >"$work/bench.yml" <<YML
-kernel:
-  image: bench/kernel:1
-  cmdline: console=ttyS0
-onboot:
-  - name: one
-    image: bench/svc1:1
-services:
-  - name: two
-    image: bench/svc2:1
-YML
+bench_system "$work" "$total_mb"
 printf 'ID=oxkit\n' >"$work/osrel"
 
 ours() { "$ox" -q build -f raw-efi,iso-efi,qcow2-efi,iso-bios,raw-bios,qcow2-bios,vhd,vmdk,aws,gcp --dir "$work/ox" "$work/bench.yml"; }
@@ -98,14 +80,7 @@ tools() {
   truncate -s 1G "$d/gcp/disk.raw"
   tar --format=oldgnu -Sczf "$d/bios.img.tar.gz" -C "$d/gcp" disk.raw
 }
-ours; tools  # warm the page cache and the store
-: >"$work/t.ours"; : >"$work/t.tools"
-for _ in $(seq "$runs"); do
-  rm -rf "$work/ox"
-  secs ours >>"$work/t.ours"
-  secs tools >>"$work/t.tools"
-done
-o=$(median <"$work/t.ours"); t=$(median <"$work/t.tools")
+race "$runs" "$work"
 printf 'images %d MB, %d runs, %d cores\n' "$total_mb" "$runs" "$(nproc)"
 mb() { du -m --apparent-size "$1" | cut -f1; }
 printf 'kernel+initrd, objcopy, sgdisk, mkfs.vfat, mcopy, xorriso, qemu-img, genisoimage, isohybrid  %6.2fs\n' "$t"

@@ -39,18 +39,12 @@ DF
 image=bench/fs:b1
 
 ours() { "$ox" -q cache export --format filesystem -o "$work/ours.tar" "$image"; }
-theirs() {
+tools() {
   rm -rf "$work/bundle"
   umoci raw unpack --rootless --image "$OXKIT_STORE:docker.io/$image" "$work/bundle" 2>/dev/null
-  tar -C "$work/bundle" -cf "$work/theirs.tar" .
+  tar -C "$work/bundle" -cf "$work/tools.tar" .
 }
-ours; theirs  # warm up
-: >"$work/t.ours"; : >"$work/t.theirs"
-for _ in $(seq "$runs"); do
-  secs ours >>"$work/t.ours"
-  secs theirs >>"$work/t.theirs"
-done
-o=$(median <"$work/t.ours"); t=$(median <"$work/t.theirs")
+race "$runs" "$work"
 entries=$(tar -tf "$work/ours.tar" | wc -l)
 printf 'image %d MB in 3 layers, %d entries, %d runs, %d cores\n' "$total_mb" "$entries" "$runs" "$(nproc)"
 printf 'umoci raw unpack + tar -c               %6.2fs\n' "$t"

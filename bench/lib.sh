@@ -24,3 +24,47 @@ build_oxkit() {
   cargo build --quiet --release -p oxkit
   case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
 }
+
+# A system for the image-format benchmarks in WORK: an 8 MB kernel that does not compress
+# (like a real bzImage) and two services of about MB/2 megabytes of real files each, imported
+# into the store ($OXKIT_STORE), and WORK/bench.yml naming them.
+#   bench_system WORK MB
+bench_system() {
+  local work=$1 part=$(($2 / 2)) i
+  fill "$work/svc1" "$part" /usr/share
+  fill "$work/svc2" "$part" /usr/lib/x86_64-linux-gnu /usr/lib
+  mkdir -p "$work/kernel"
+  head -c $((8 * 1024 * 1024)) /dev/urandom >"$work/kernel/kernel"
+  tar -C "$work/svc1" -cf "$work/kernel/kernel.tar" --files-from /dev/null
+  for i in svc1 svc2 kernel; do "$ox" -q image import "$work/$i" "bench/$i:1" >/dev/null; done
+  cat >"$work/bench.yml" <<YML
+kernel:
+  image: bench/kernel:1
+  cmdline: console=ttyS0
+onboot:
+  - name: one
+    image: bench/svc1:1
+services:
+  - name: two
+    image: bench/svc2:1
+YML
+}
+
+# Times the caller's functions `ours` and `tools`, after one warm-up run of each (the page
+# cache, the store), RUNS times each, interleaved; removes WORK/ox before each run of `ours`.
+# Sets o and t to their median seconds.
+#   race RUNS WORK
+race() {
+  local runs=$1 work=$2
+  ours
+  tools
+  : >"$work/t.ours"
+  : >"$work/t.tools"
+  for _ in $(seq "$runs"); do
+    rm -rf "$work/ox"
+    secs ours >>"$work/t.ours"
+    secs tools >>"$work/t.tools"
+  done
+  o=$(median <"$work/t.ours")
+  t=$(median <"$work/t.tools")
+}

@@ -13,7 +13,7 @@
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
 //!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `iso-efi-initrd`,
 //!    `qcow2-efi`, `iso-bios`, `raw-bios`, `qcow2-bios`, `vhd`, `dynamic-vhd`, `vmdk`, `aws`,
-//!    `gcp`): reproducible bytes, flat memory (but for the boot images, which hold the kernel
+//!    `gcp`, `kernel+squashfs`): reproducible bytes, flat memory (but for the boot images, which hold the kernel
 //!    and initrd in memory), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
@@ -25,6 +25,7 @@
 //! implements with `oxkit-registry`'s client and `oxkit-publish`'s signature fetching. It never
 //! prints messages and never reads the environment.
 
+mod bootsplit;
 mod config;
 mod config_to_oci;
 mod cpio;
@@ -42,6 +43,7 @@ mod output;
 mod qcow2;
 mod rawdisk;
 mod remote;
+mod squashfs;
 #[cfg(test)]
 mod testdisk;
 mod tree;

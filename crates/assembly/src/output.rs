@@ -7,6 +7,9 @@
 //!   when not empty;
 //! - `tar-kernel-initrd`: `NAME-initrd.tar` holding `kernel`, `initrd.img` (without the
 //!   microcode), `cmdline` and `ucode.cpio`;
+//! - `kernel+squashfs`: `NAME-kernel`, `NAME-squashfs.img` (everything the initrd holds, as a
+//!   SquashFS image, see [`crate::squashfs`]) and `NAME-cmdline`, for a kernel that mounts the
+//!   image as its root file system;
 //! - `raw-efi`: `NAME-efi.img`, a GPT disk whose EFI system partition holds one unified kernel
 //!   image (systemd's EFI stub with the kernel, the initrd above and the command line, see
 //!   [`crate::uki`]) at the removable-media path `EFI/BOOT/BOOTX64.EFI` (`BOOTAA64.EFI` for
@@ -40,17 +43,18 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use oxkit_store::Store;
 use oxkit_store::layer::{Entry, EntryMeta, TarWriter};
 use tempfile::NamedTempFile;
 
-use crate::cpio::{CpioMeta, CpioWriter};
-use crate::emit::{Sink, TarSink, emit};
+use crate::bootsplit::{BootFiles, BootSplit, Ucode};
+use crate::cpio::CpioWriter;
+use crate::emit::{TarSink, emit};
 use crate::error::{Error, Result};
 use crate::layout::Assembly;
+use crate::squashfs::SquashfsWriter;
 use crate::tree::{Node, lookup};
 use oxkit_store::layer::ParallelGzip;
 
@@ -68,6 +72,7 @@ const QCOW2_BIOS_SUFFIX: &str = ".qcow2";
 const VHD_SUFFIX: &str = ".vhd";
 const AWS_SUFFIX: &str = ".raw";
 const GCP_SUFFIX: &str = ".img.tar.gz";
+const SQUASHFS_SUFFIX: &str = "-squashfs.img";
 const VMDK_SUFFIX: &str = ".vmdk";
 
 /// An output format.
@@ -88,10 +93,11 @@ pub enum Format {
     DynamicVhd,
     Vmdk,
     IsoEfiInitrd,
+    KernelSquashfs,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 15] = [
+    pub const ALL: [&'static str; 16] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -107,6 +113,7 @@ impl Format {
         "dynamic-vhd",
         "vmdk",
         "iso-efi-initrd",
+        "kernel+squashfs",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -155,6 +162,7 @@ impl Format {
             Format::DynamicVhd => "dynamic-vhd",
             Format::Vmdk => "vmdk",
             Format::IsoEfiInitrd => "iso-efi-initrd",
+            Format::KernelSquashfs => "kernel+squashfs",
         }
     }
 }
@@ -178,6 +186,7 @@ impl std::str::FromStr for Format {
             "dynamic-vhd" => Ok(Format::DynamicVhd),
             "vmdk" => Ok(Format::Vmdk),
             "iso-efi-initrd" => Ok(Format::IsoEfiInitrd),
+            "kernel+squashfs" => Ok(Format::KernelSquashfs),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -553,21 +562,14 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             Some(Node::File(id)) => a.inodes.get(*id).size,
             _ => 0,
         };
-        let mut sink = InitrdSink::new(
-            initrd_tmp
-                .as_file()
-                .try_clone()
-                .map_err(|e| Error::output(&initrd_path, e))?,
+        let done = write_initrd(
+            a,
+            store,
+            &dir,
+            (&initrd_tmp, &initrd_path),
             ucode_len,
-            kernel_tmp
-                .as_file()
-                .try_clone()
-                .map_err(|e| Error::output(&kernel_path, e))?,
-            a.epoch,
-            &initrd_path,
+            (&kernel_tmp, &kernel_path),
         )?;
-        emit(a, store, &mut sink, &dir)?;
-        let done = sink.finish()?;
         // The boot images hold the kernel and the whole initrd: read back once for all of them.
         let parts = match plan
             .first_uefi_output()
@@ -653,6 +655,15 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             }
         }
     }
+    if plan.formats.contains(&Format::KernelSquashfs) {
+        pending.extend(write_kernel_squashfs(
+            a,
+            store,
+            plan,
+            &dir,
+            !plan.formats.contains(&Format::KernelInitrd),
+        )?);
+    }
     let mut written = Written::default();
     for p in pending {
         // Outputs are readable by everyone, as LinuxKit writes them.
@@ -667,6 +678,100 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
         let _ = d.sync_all();
     }
     Ok(written)
+}
+
+/// Writes the initrd (a newc cpio, gzip'd on all cores, of everything but `boot/*`, behind
+/// `ucode_len` bytes of `boot/ucode.cpio`) and the kernel to their temporary files.
+fn write_initrd(
+    a: &Assembly,
+    store: &Store,
+    dir: &Path,
+    (initrd_tmp, initrd_path): (&NamedTempFile, &Path),
+    ucode_len: u64,
+    (kernel_tmp, kernel_path): (&NamedTempFile, &Path),
+) -> Result<InitrdDone> {
+    let out = |e| Error::output(initrd_path, e);
+    let mut initrd = initrd_tmp.as_file().try_clone().map_err(out)?;
+    let head = initrd.try_clone().map_err(out)?;
+    initrd.seek(SeekFrom::Start(ucode_len)).map_err(out)?;
+    let kernel = kernel_tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::output(kernel_path, e))?;
+    let cpio = CpioWriter::new(ParallelGzip::new(initrd, GZIP_LEVEL), a.epoch);
+    let mut sink = BootSplit::new(cpio, kernel, Some(Ucode::new(head, ucode_len)), initrd_path);
+    emit(a, store, &mut sink, dir)?;
+    let (cpio, boot) = sink.finish()?;
+    let gz = cpio.finish().map_err(|e| Error::output(initrd_path, e))?;
+    let file = gz.finish().map_err(out)?;
+    file.sync_all().map_err(out)?;
+    let initrd_len = file.metadata().map_err(out)?.len();
+    Ok(InitrdDone {
+        ucode_len,
+        initrd_len,
+        kernel_len: boot.kernel_len,
+        cmdline: boot.cmdline,
+    })
+}
+
+/// `kernel+squashfs`'s files: the image, and (`with_kernel`: unless `kernel+initrd` writes the
+/// same ones) the kernel and the command line. One more pass over the layers.
+fn write_kernel_squashfs(
+    a: &Assembly,
+    store: &Store,
+    plan: &OutputPlan,
+    dir: &Path,
+    with_kernel: bool,
+) -> Result<Vec<Pending>> {
+    let path = plan.with_suffix(SQUASHFS_SUFFIX);
+    let tmp = temp_for(&path)?;
+    let kernel_path = plan.with_suffix("-kernel");
+    let kernel_tmp = temp_for(&kernel_path)?;
+    let out = tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::output(&path, e))?;
+    let mut sq = SquashfsWriter::new(BufWriter::with_capacity(1 << 20, out), a.epoch)
+        .map_err(|e| Error::output(&path, e))?;
+    sq.root(&a.root.meta).map_err(|e| Error::output(&path, e))?;
+    let kernel = kernel_tmp
+        .as_file()
+        .try_clone()
+        .map_err(|e| Error::output(&kernel_path, e))?;
+    let mut sink = BootSplit::new(sq, kernel, None, &path);
+    emit(a, store, &mut sink, dir)?;
+    let (
+        sq,
+        BootFiles {
+            kernel_len,
+            cmdline,
+            ..
+        },
+    ) = sink.finish()?;
+    sq.finish()
+        .map_err(|e| Error::output(&path, e))?
+        .into_inner()
+        .map_err(|e| Error::output(&path, e.error().to_string()))?
+        .sync_all()
+        .map_err(|e| Error::output(&path, e))?;
+    let mut files = vec![Pending { path, tmp }];
+    if with_kernel {
+        if kernel_len > 0 {
+            files.push(Pending {
+                path: kernel_path,
+                tmp: kernel_tmp,
+            });
+        }
+        if !cmdline.is_empty() {
+            let path = plan.with_suffix("-cmdline");
+            let mut tmp = temp_for(&path)?;
+            tmp.write_all(&cmdline)
+                .and_then(|()| tmp.as_file().sync_all())
+                .map_err(|e| Error::output(&path, e))?;
+            files.push(Pending { path, tmp });
+        }
+    }
+    Ok(files)
 }
 
 /// The EFI stub the UEFI formats build on (read whole: about 100 KiB), and where the firmware
@@ -1096,178 +1201,6 @@ fn write_kernel_initrd_tar(
     )?;
     let (w, _, _) = tar.finish().map_err(io::Error::other)?;
     w.into_inner().map_err(|e| e.into_error())?.sync_all()
-}
-
-/// Writes the initrd: a newc cpio, gzip'd on all cores, of everything but `boot/*`; routes
-/// `boot/kernel`, `boot/cmdline` and `boot/ucode.cpio` to their own outputs.
-struct InitrdSink {
-    cpio: CpioWriter<ParallelGzip<File>>,
-    /// The same initrd file, to write the microcode in front of the compressed cpio.
-    head: File,
-    ucode_len: u64,
-    ucode_written: Option<u64>,
-    kernel: File,
-    kernel_len: u64,
-    cmdline: Vec<u8>,
-    path: PathBuf,
-}
-
-fn cpio_meta(m: &EntryMeta) -> CpioMeta {
-    CpioMeta {
-        mode: m.mode,
-        uid: m.uid,
-        gid: m.gid,
-        mtime: m.mtime,
-    }
-}
-
-fn in_boot(p: &[u8]) -> bool {
-    p.starts_with(b"boot/")
-}
-
-impl InitrdSink {
-    fn new(
-        mut initrd: File,
-        ucode_len: u64,
-        kernel: File,
-        epoch: i64,
-        path: &Path,
-    ) -> Result<Self> {
-        let head = initrd.try_clone().map_err(|e| Error::output(path, e))?;
-        initrd
-            .seek(SeekFrom::Start(ucode_len))
-            .map_err(|e| Error::output(path, e))?;
-        Ok(Self {
-            cpio: CpioWriter::new(ParallelGzip::new(initrd, GZIP_LEVEL), epoch),
-            head,
-            ucode_len,
-            ucode_written: None,
-            kernel,
-            kernel_len: 0,
-            cmdline: Vec::new(),
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn err(&self, e: impl std::fmt::Display) -> Error {
-        Error::output(&self.path, e)
-    }
-
-    fn finish(self) -> Result<InitrdDone> {
-        if self.ucode_written.unwrap_or(0) != self.ucode_len {
-            return Err(self.err("boot/ucode.cpio was not written completely"));
-        }
-        let path = self.path.clone();
-        let gz = self.cpio.finish().map_err(|e| Error::output(&path, e))?;
-        let file = gz.finish().map_err(|e| Error::output(&path, e))?;
-        file.sync_all().map_err(|e| Error::output(&path, e))?;
-        let initrd_len = file.metadata().map_err(|e| Error::output(&path, e))?.len();
-        self.kernel
-            .sync_all()
-            .map_err(|e| Error::output(&path, e))?;
-        Ok(InitrdDone {
-            ucode_len: self.ucode_len,
-            initrd_len,
-            kernel_len: self.kernel_len,
-            cmdline: self.cmdline,
-        })
-    }
-}
-
-impl Sink for InitrdSink {
-    fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<()> {
-        if in_boot(path) {
-            return Ok(());
-        }
-        self.cpio
-            .dir(path, &cpio_meta(meta))
-            .map_err(|e| self.err(e))
-    }
-
-    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> Result<()> {
-        if in_boot(path) {
-            return Ok(());
-        }
-        self.cpio
-            .symlink(path, target, &cpio_meta(meta))
-            .map_err(|e| self.err(e))
-    }
-
-    fn device(
-        &mut self,
-        path: &[u8],
-        block: bool,
-        dev: (u32, u32),
-        meta: &EntryMeta,
-    ) -> Result<()> {
-        if in_boot(path) {
-            return Ok(());
-        }
-        self.cpio
-            .device(path, block, dev, &cpio_meta(meta))
-            .map_err(|e| self.err(e))
-    }
-
-    fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<()> {
-        if in_boot(path) {
-            return Ok(());
-        }
-        self.cpio
-            .fifo(path, &cpio_meta(meta))
-            .map_err(|e| self.err(e))
-    }
-
-    fn file(
-        &mut self,
-        paths: &[&[u8]],
-        meta: &EntryMeta,
-        size: u64,
-        data: &mut dyn Read,
-    ) -> Result<()> {
-        match paths {
-            [b"boot/kernel"] => {
-                let n = io::copy(data, &mut self.kernel).map_err(|e| self.err(e))?;
-                self.kernel_len = n;
-                return Ok(());
-            }
-            [b"boot/cmdline"] => {
-                self.cmdline.clear();
-                data.read_to_end(&mut self.cmdline)
-                    .map_err(|e| self.err(e))?;
-                return Ok(());
-            }
-            [b"boot/ucode.cpio"] => {
-                if size != self.ucode_len {
-                    return Err(self.err("boot/ucode.cpio changed size during the build"));
-                }
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut at = 0u64;
-                loop {
-                    let n = data.read(&mut buf).map_err(|e| self.err(e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    if at + n as u64 > self.ucode_len {
-                        return Err(self.err("boot/ucode.cpio is longer than announced"));
-                    }
-                    self.head
-                        .write_all_at(&buf[..n], at)
-                        .map_err(|e| self.err(e))?;
-                    at += n as u64;
-                }
-                self.ucode_written = Some(at);
-                return Ok(());
-            }
-            _ => {}
-        }
-        let names: Vec<&[u8]> = paths.iter().copied().filter(|p| !in_boot(p)).collect();
-        if names.is_empty() {
-            return Ok(());
-        }
-        self.cpio
-            .file(&names, &cpio_meta(meta), size, data)
-            .map_err(|e| self.err(e))
-    }
 }
 
 #[cfg(test)]

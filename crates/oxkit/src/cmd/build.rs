@@ -37,7 +37,9 @@ kernel and initrd from it; needs Debian's isolinux and syslinux-common, or --sys
 (NAME-bios.img: the same image, as a disk), qcow2-bios (NAME.qcow2: the same as a qcow2 disk), \
 vhd (NAME.vhd: the same as a fixed VHD, for Hyper-V and Azure), dynamic-vhd (NAME.vhd: the same \
 as a dynamic VHD), vmdk (NAME.vmdk: the same as a VMware sparse disk), aws (NAME.raw: the same raw \
-disk, for AWS's VM import), gcp (NAME.img.tar.gz: the same as Compute Engine's disk.raw); \
+disk, for AWS's VM import), gcp (NAME.img.tar.gz: the same as Compute Engine's disk.raw), \
+kernel+squashfs (NAME-kernel, NAME-squashfs.img: the initrd's files as a SquashFS image, \
+NAME-cmdline); \
 the BIOS formats are amd64 only. NAME defaults to the last \
 YAML file's name without its extension.\n\n\
 Images come from the local store, else from their registry (only the platform of --arch). \

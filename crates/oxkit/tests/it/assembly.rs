@@ -479,6 +479,117 @@ fn builds_kernel_initrd_and_tar_with_linuxkit_layout() {
     );
 }
 
+/// Every entry under `dir` but `boot` and what it holds, with its type, permissions, owner,
+/// mtime (a directory's only with `dir_mtimes`) and content (a file's bytes' digest, a link's
+/// target, a device's number), as extracted. (GNU tar leaves a directory with the time of
+/// extraction when the archive's files in it come long after it, as oxkit's do.)
+fn tree_entries(dir: &Path, dir_mtimes: bool) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::FileTypeExt;
+    listing(dir)
+        .into_iter()
+        .filter(|p| p != "boot" && !p.starts_with("boot/"))
+        .map(|p| {
+            let path = dir.join(&p);
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            let t = m.file_type();
+            let what = if t.is_dir() {
+                "dir".to_string()
+            } else if t.is_symlink() {
+                format!("link {}", std::fs::read_link(&path).unwrap().display())
+            } else if t.is_file() {
+                format!("file {}", sha256(&path))
+            } else if t.is_char_device() || t.is_block_device() {
+                format!("dev {}", m.rdev())
+            } else if t.is_fifo() {
+                "fifo".to_string()
+            } else {
+                "other".to_string()
+            };
+            let mtime = if t.is_dir() && !dir_mtimes {
+                String::new()
+            } else {
+                m.mtime().to_string()
+            };
+            let meta = format!(
+                "{what} {:o} {}:{} {mtime}",
+                m.mode() & 0o7777,
+                m.uid(),
+                m.gid()
+            );
+            (p, meta)
+        })
+        .collect()
+}
+
+/// `kernel+squashfs` (LinuxKit's names: `NAME-kernel`, `NAME-squashfs.img`, `NAME-cmdline`):
+/// the kernel and command line `kernel+initrd` writes, and a SquashFS image of what the initrd
+/// holds, which `unsquashfs` extracts to the same tree as the `tar` output without `boot/*`
+/// (types, modes, owners, mtimes, contents). Reproducible, and the same whether `kernel+initrd`
+/// is built beside it or not.
+#[test]
+fn kernel_squashfs_is_the_kernel_cmdline_and_the_file_system_as_squashfs() {
+    let env = Env::new();
+    images(&env);
+    let yml = write_system(&env);
+    let unsquashfs = require_tool("unsquashfs");
+    run_ok(&mut build_in(
+        &env,
+        &yml,
+        "kernel+initrd,kernel+squashfs",
+        "out",
+        &[],
+    ));
+    run_ok(&mut build_in(&env, &yml, "kernel+squashfs", "alone", &[]));
+    run_ok(&mut build_in(&env, &yml, "tar", "tar", &[]));
+    let (out, alone) = (env.path().join("out"), env.path().join("alone"));
+    no_temporaries(&out);
+    no_temporaries(&alone);
+    assert_eq!(
+        listing(&alone),
+        BTreeSet::from(
+            ["system-kernel", "system-squashfs.img", "system-cmdline"].map(String::from)
+        )
+    );
+    for f in ["system-kernel", "system-cmdline", "system-squashfs.img"] {
+        assert_eq!(
+            sha256(&out.join(f)),
+            sha256(&alone.join(f)),
+            "{f} differs with and without kernel+initrd"
+        );
+    }
+    let image = out.join("system-squashfs.img");
+    let info = run_ok(Command::new(&unsquashfs).arg("-s").arg(&image));
+    assert!(
+        info.contains("Compression gzip") && info.contains("Block size 131072"),
+        "{info}"
+    );
+    let sq = env.path().join("sq");
+    run_ok(
+        Command::new(&unsquashfs)
+            .args(["-no-progress", "-d"])
+            .arg(&sq)
+            .arg(&image),
+    );
+    let root = env.path().join("root");
+    untar(&env.path().join("tar/system.tar"), &root);
+    let (ours, want) = (tree_entries(&sq, false), tree_entries(&root, false));
+    assert!(want.contains_key("bin/busybox"), "{want:?}");
+    for (path, meta) in &want {
+        assert_eq!(ours.get(path), Some(meta), "{path}");
+    }
+    assert_eq!(ours.len(), want.len(), "entries only in the image");
+    // Every directory has the tar headers' time, the epoch (0 here).
+    for (path, meta) in tree_entries(&sq, true) {
+        if meta.starts_with("dir ") {
+            assert!(meta.ends_with(" 0"), "{path}: {meta}");
+        }
+    }
+    assert!(
+        listing(&sq.join("boot")).is_empty(),
+        "boot/ is left out, as from the initrd"
+    );
+}
+
 /// One section of a PE image, as binutils' objcopy extracts it.
 fn pe_section(image: &Path, section: &str, into: &Path) -> Vec<u8> {
     run_ok(

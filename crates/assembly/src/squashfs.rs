@@ -1,0 +1,1143 @@
+//! A streaming writer for SquashFS 4.0 images (what Linux mounts since 2.6.29 and
+//! `unsquashfs` reads), laid out the way `mksquashfs` lays them out by default: 128 KiB data
+//! blocks and 8 KiB metadata blocks compressed with zlib ("gzip", level 9), files smaller than
+//! a block packed together into shared fragment blocks, all-zero blocks stored sparse (no
+//! bytes), a block that does not shrink stored as is with the "uncompressed" bit, extended
+//! attributes (`user.`, `trusted.`, `security.`) in the xattr table, a directory index in
+//! the inode of every directory whose listing crosses a metadata block (so the kernel's
+//! lookups in large directories skip ahead), and no NFS export table.
+//! Like `mksquashfs`'s default, the tail of a file of a block or more is a short block of its
+//! own, not a fragment. Identical files are not deduplicated.
+//!
+//! File data goes to the output as files are added, a block at a time; only the metadata
+//! (names, inode fields, block sizes: a few bytes per 128 KiB) stays in memory until
+//! [`SquashfsWriter::finish`] writes the inode, directory, fragment, id and xattr tables and,
+//! last, the superblock at the position where the image started. The image is padded to a
+//! multiple of 4 KiB, as `mksquashfs` pads it for loop devices.
+//!
+//! Deterministic by construction: the same calls give the same bytes. Directory entries are
+//! sorted by name bytes whatever the order they were added in; inode numbers are handed out
+//! breadth-first (the root is 1, each directory's entries get consecutive numbers in name
+//! order); the id and xattr tables list ids and attribute sets in first-use order of that
+//! numbering's depth-first write; mtimes are clamped to `[0, epoch]` and the image's creation
+//! time is `epoch`.
+//!
+//! Paths are relative to the root, `/`-separated, without a leading `/`; a path's parent
+//! directory must have been added before it (the root always exists). A path added twice:
+//! the later entry replaces the earlier one, but a directory added over a directory only
+//! takes the new metadata and keeps its entries. The data of a replaced file stays in the
+//! image, unreferenced.
+//!
+//! This module only encodes: it never reads the file system, and it refuses what SquashFS
+//! cannot hold (ids above 2^32-1 or more than 65535 distinct ids, device numbers beyond
+//! 12-bit major / 20-bit minor, names over 256 bytes, xattrs outside the three namespaces)
+//! with an error naming the path. After a write error the output is unusable; after a content
+//! error ([`SquashfsError::Short`], [`SquashfsError::Long`], [`SquashfsError::Read`]) the
+//! writer stays usable and the entry was not added.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use flate2::{Compress, Compression, FlushCompress, Status};
+use oxkit_store::layer::EntryMeta;
+
+const MAGIC: u32 = 0x7371_7368;
+const BLOCK_SIZE: usize = 128 * 1024;
+const BLOCK_LOG: u16 = 17;
+const METADATA_SIZE: usize = 8192;
+const COMPRESSION_GZIP: u16 = 1;
+const DATA_UNCOMPRESSED: u32 = 1 << 24;
+const META_UNCOMPRESSED: u16 = 0x8000;
+const NO_FRAGMENT: u32 = u32::MAX;
+const NO_XATTR: u32 = u32::MAX;
+const NO_TABLE: u64 = u64::MAX;
+const SUPERBLOCK_LEN: usize = 96;
+const DEVICE_BLOCK: u64 = 4096;
+const MAX_NAME: usize = 256;
+const MAX_DIR_HEADER_ENTRIES: usize = 256;
+/// Linux refuses longer symlink targets (PATH_MAX, NUL included).
+const MAX_SYMLINK: usize = 4095;
+const FLAG_NO_XATTRS: u16 = 0x0200;
+
+const T_DIR: u16 = 1;
+const T_FILE: u16 = 2;
+const T_SYMLINK: u16 = 3;
+const T_BLOCK: u16 = 4;
+const T_CHAR: u16 = 5;
+const T_FIFO: u16 = 6;
+/// Added to a basic type to get its extended type.
+const EXTENDED: u16 = 7;
+
+const XATTR_PREFIXES: [(&str, u16); 3] = [("user.", 0), ("trusted.", 1), ("security.", 2)];
+
+/// What went wrong writing an entry (the caller adds the output file's name).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SquashfsError {
+    #[error("{path}: {reason}")]
+    Unrepresentable { path: String, reason: String },
+    #[error("{path}: the parent directory was not added before it")]
+    NoParent { path: String },
+    #[error(
+        "{path}: the content ended after {got} of {want} bytes (did it change while being read?)"
+    )]
+    Short { path: String, got: u64, want: u64 },
+    #[error("{path}: the content is longer than {want} bytes (did it change while being read?)")]
+    Long { path: String, want: u64 },
+    #[error("{path}: cannot read the content: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("the image is too large for SquashFS: {0}")]
+    TooLarge(String),
+    #[error("cannot compress: {0}")]
+    Compress(String),
+    #[error("cannot write the image: {0}")]
+    Write(#[source] io::Error),
+}
+
+fn shown(path: &[u8]) -> String {
+    if path.is_empty() {
+        return "/".into();
+    }
+    String::from_utf8_lossy(path).into_owned()
+}
+
+fn unrepresentable(path: &[u8], reason: impl Into<String>) -> SquashfsError {
+    SquashfsError::Unrepresentable {
+        path: shown(path),
+        reason: reason.into(),
+    }
+}
+
+/// An inode's metadata, validated.
+#[derive(Clone, Copy)]
+struct Attrs {
+    mode: u16,
+    uid: u32,
+    gid: u32,
+    mtime: u32,
+    /// Index into the interned xattr sets.
+    xattrs: Option<usize>,
+}
+
+struct FileData {
+    start: u64,
+    size: u64,
+    blocks: Vec<u32>,
+    /// Fragment index and offset in it.
+    fragment: Option<(u32, u32)>,
+    /// Bytes of the file stored as sparse blocks.
+    sparse: u64,
+}
+
+enum Body {
+    Dir(BTreeMap<Vec<u8>, usize>),
+    File(FileData),
+    Symlink(Vec<u8>),
+    Device { block: bool, rdev: u32 },
+    Fifo,
+}
+
+struct Node {
+    attrs: Attrs,
+    body: Body,
+}
+
+/// One interned xattr set: (prefix type, name without the prefix, value), sorted by full name.
+type XattrSet = Vec<(u16, Vec<u8>, Vec<u8>)>;
+
+/// zlib at level 9, reused for every block; `out` holds the last result.
+struct Zlib {
+    c: Compress,
+    out: Vec<u8>,
+}
+
+impl Zlib {
+    fn new() -> Self {
+        Self {
+            c: Compress::new(Compression::best(), true),
+            out: Vec::with_capacity(BLOCK_SIZE),
+        }
+    }
+
+    /// Compresses `data` into `self.out`; false when the result would not be smaller.
+    fn shrink(&mut self, data: &[u8]) -> Result<bool, SquashfsError> {
+        self.c.reset();
+        self.out.clear();
+        if self.out.capacity() < data.len() {
+            self.out.reserve(data.len());
+        }
+        let status = self
+            .c
+            .compress_vec(data, &mut self.out, FlushCompress::Finish)
+            .map_err(|e| SquashfsError::Compress(e.to_string()))?;
+        Ok(status == Status::StreamEnd && self.out.len() < data.len())
+    }
+}
+
+/// A metadata table being built in memory: 8 KiB blocks, each compressed (when that helps)
+/// behind a 2-byte length header.
+#[derive(Default)]
+struct MetaTable {
+    done: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl MetaTable {
+    /// Where the next byte goes: the start of its block in the table and its offset in the
+    /// block's uncompressed bytes.
+    fn pos(&self) -> Result<(u32, u16), SquashfsError> {
+        let block = u32::try_from(self.done.len())
+            .map_err(|_| SquashfsError::TooLarge("a metadata table exceeds 4 GiB".into()))?;
+        // `buf` is flushed whenever it reaches METADATA_SIZE, so the offset fits.
+        Ok((block, self.buf.len() as u16))
+    }
+
+    fn reference(&self) -> Result<u64, SquashfsError> {
+        let (block, offset) = self.pos()?;
+        Ok((u64::from(block) << 16) | u64::from(offset))
+    }
+
+    fn push(&mut self, z: &mut Zlib, bytes: &[u8]) -> Result<(), SquashfsError> {
+        self.buf.extend_from_slice(bytes);
+        while self.buf.len() >= METADATA_SIZE {
+            let rest = self.buf.split_off(METADATA_SIZE);
+            let block = std::mem::replace(&mut self.buf, rest);
+            meta_block(z, &block, &mut self.done)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, z: &mut Zlib) -> Result<Vec<u8>, SquashfsError> {
+        if !self.buf.is_empty() {
+            meta_block(z, &self.buf, &mut self.done)?;
+        }
+        Ok(self.done)
+    }
+}
+
+/// Appends one metadata block (at most 8 KiB of `data`) to `out`.
+fn meta_block(z: &mut Zlib, data: &[u8], out: &mut Vec<u8>) -> Result<(), SquashfsError> {
+    // METADATA_SIZE < 0x8000, so both lengths fit the 15 bits.
+    if z.shrink(data)? {
+        out.extend_from_slice(&(z.out.len() as u16).to_le_bytes());
+        out.extend_from_slice(&z.out);
+    } else {
+        out.extend_from_slice(&(data.len() as u16 | META_UNCOMPRESSED).to_le_bytes());
+        out.extend_from_slice(data);
+    }
+    Ok(())
+}
+
+/// Reads until `buf` is full or the content ends; returns how much was read.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn put16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn put32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn put64(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+/// Writes a SquashFS 4.0 image to `W`, starting at its position when [`SquashfsWriter::new`]
+/// is called. `W` should be buffered (a `BufWriter<File>`): the writer issues one write per
+/// data block and a few per table.
+pub(crate) struct SquashfsWriter<W: Write + Seek> {
+    out: W,
+    /// Where the image starts in `out`.
+    base: u64,
+    /// Bytes written so far, relative to `base`.
+    pos: u64,
+    epoch: u32,
+    nodes: Vec<Node>,
+    xattr_sets: Vec<XattrSet>,
+    xattr_index: HashMap<XattrSet, usize>,
+    z: Zlib,
+    block: Vec<u8>,
+    /// The fragment block being filled.
+    fragment: Vec<u8>,
+    /// Written fragments: start and on-disk size word.
+    fragments: Vec<(u64, u32)>,
+}
+
+const ROOT: usize = 0;
+
+impl<W: Write + Seek> SquashfsWriter<W> {
+    /// A writer whose entries' mtimes are clamped to `epoch` (negative means 0), which is
+    /// also the image's creation time. Reserves the superblock's place.
+    pub(crate) fn new(mut out: W, epoch: i64) -> Result<Self, SquashfsError> {
+        let base = out.stream_position().map_err(SquashfsError::Write)?;
+        let epoch = u32::try_from(epoch.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX);
+        let mut w = Self {
+            out,
+            base,
+            pos: 0,
+            epoch,
+            nodes: vec![Node {
+                attrs: Attrs {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime: epoch,
+                    xattrs: None,
+                },
+                body: Body::Dir(BTreeMap::new()),
+            }],
+            xattr_sets: Vec::new(),
+            xattr_index: HashMap::new(),
+            z: Zlib::new(),
+            block: vec![0; BLOCK_SIZE],
+            fragment: Vec::with_capacity(BLOCK_SIZE),
+            fragments: Vec::new(),
+        };
+        w.put(&[0; SUPERBLOCK_LEN])?;
+        Ok(w)
+    }
+
+    /// The root directory's metadata (0755, root:root, `epoch`, no xattrs unless set here).
+    pub(crate) fn root(&mut self, meta: &EntryMeta) -> Result<(), SquashfsError> {
+        self.nodes[ROOT].attrs = self.attrs(b"", meta)?;
+        Ok(())
+    }
+
+    pub(crate) fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), SquashfsError> {
+        let attrs = self.attrs(path, meta)?;
+        let (parent, name) = self.parent(path)?;
+        if let Some(&existing) = self.children(parent).get(name)
+            && matches!(self.nodes[existing].body, Body::Dir(_))
+        {
+            self.nodes[existing].attrs = attrs;
+            return Ok(());
+        }
+        self.add(parent, name, attrs, Body::Dir(BTreeMap::new()));
+        Ok(())
+    }
+
+    pub(crate) fn symlink(
+        &mut self,
+        path: &[u8],
+        target: &[u8],
+        meta: &EntryMeta,
+    ) -> Result<(), SquashfsError> {
+        if target.is_empty() || target.contains(&0) || target.len() > MAX_SYMLINK {
+            return Err(unrepresentable(
+                path,
+                format!(
+                    "a symlink target must be 1 to {MAX_SYMLINK} bytes without NUL bytes \
+                     (it has {} bytes)",
+                    target.len()
+                ),
+            ));
+        }
+        let attrs = self.attrs(path, meta)?;
+        let (parent, name) = self.parent(path)?;
+        self.add(parent, name, attrs, Body::Symlink(target.to_vec()));
+        Ok(())
+    }
+
+    pub(crate) fn device(
+        &mut self,
+        path: &[u8],
+        block: bool,
+        (major, minor): (u32, u32),
+        meta: &EntryMeta,
+    ) -> Result<(), SquashfsError> {
+        if major > 0xfff || minor > 0xf_ffff {
+            return Err(unrepresentable(
+                path,
+                format!(
+                    "device {major}:{minor}: SquashFS holds majors up to 4095 and minors up \
+                     to 1048575"
+                ),
+            ));
+        }
+        let rdev = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        let attrs = self.attrs(path, meta)?;
+        let (parent, name) = self.parent(path)?;
+        self.add(parent, name, attrs, Body::Device { block, rdev });
+        Ok(())
+    }
+
+    pub(crate) fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), SquashfsError> {
+        let attrs = self.attrs(path, meta)?;
+        let (parent, name) = self.parent(path)?;
+        self.add(parent, name, attrs, Body::Fifo);
+        Ok(())
+    }
+
+    /// A regular file under `paths` (hard links when more than one); `content` must yield
+    /// exactly `size` bytes, which are compressed and written now.
+    pub(crate) fn file(
+        &mut self,
+        paths: &[&[u8]],
+        meta: &EntryMeta,
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<(), SquashfsError> {
+        let shown_path = paths.first().copied().unwrap_or(b"(unnamed file)");
+        let attrs = self.attrs(shown_path, meta)?;
+        let mut places = Vec::with_capacity(paths.len());
+        for path in paths {
+            places.push(self.parent(path)?);
+        }
+        let places: Vec<(usize, Vec<u8>)> = places
+            .into_iter()
+            .map(|(parent, name)| (parent, name.to_vec()))
+            .collect();
+        let data = self.data(shown_path, size, content)?;
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            attrs,
+            body: Body::File(data),
+        });
+        for (parent, name) in places {
+            self.link(parent, name, id);
+        }
+        Ok(())
+    }
+
+    /// Writes the tables and the superblock, pads the image to 4 KiB; returns the output,
+    /// positioned at the end of the image.
+    pub(crate) fn finish(mut self) -> Result<W, SquashfsError> {
+        self.flush_fragment()?;
+        let nodes = std::mem::take(&mut self.nodes);
+        let n = nodes.len();
+
+        // Inode numbers (breadth-first), link counts, parents.
+        let mut ino = vec![0u32; n];
+        let mut nlink = vec![0u32; n];
+        let mut parent_ino = vec![0u32; n];
+        let mut count: u32 = 1;
+        ino[ROOT] = 1;
+        let mut queue = VecDeque::from([ROOT]);
+        while let Some(d) = queue.pop_front() {
+            let Body::Dir(children) = &nodes[d].body else {
+                continue;
+            };
+            let mut subdirs: u32 = 0;
+            for &c in children.values() {
+                let is_dir = matches!(nodes[c].body, Body::Dir(_));
+                if ino[c] == 0 {
+                    count = count
+                        .checked_add(1)
+                        .ok_or_else(|| SquashfsError::TooLarge("more than 2^32 inodes".into()))?;
+                    ino[c] = count;
+                    if is_dir {
+                        parent_ino[c] = ino[d];
+                        queue.push_back(c);
+                    }
+                }
+                nlink[c] = nlink[c].saturating_add(1);
+                subdirs = subdirs.saturating_add(u32::from(is_dir));
+            }
+            nlink[d] = subdirs.saturating_add(2);
+        }
+        parent_ino[ROOT] = count.saturating_add(1);
+
+        // Inodes and directory listings, children before their directory.
+        let mut t = Tables::default();
+        let mut written: Vec<Option<u64>> = vec![None; n];
+        struct Frame<'a> {
+            dir: usize,
+            children: Vec<(&'a [u8], usize)>,
+            next: usize,
+        }
+        let frame = |d: usize| Frame {
+            dir: d,
+            children: match &nodes[d].body {
+                Body::Dir(c) => c.iter().map(|(k, &v)| (k.as_slice(), v)).collect(),
+                _ => Vec::new(),
+            },
+            next: 0,
+        };
+        let mut stack = vec![frame(ROOT)];
+        while let Some(top) = stack.last_mut() {
+            if let Some(&(_, c)) = top.children.get(top.next) {
+                top.next += 1;
+                if written[c].is_some() {
+                    continue;
+                }
+                if matches!(nodes[c].body, Body::Dir(_)) {
+                    stack.push(frame(c));
+                } else {
+                    let r = t.inode(
+                        &mut self.z,
+                        &nodes[c],
+                        &self.xattr_sets,
+                        ino[c],
+                        nlink[c],
+                        None,
+                    )?;
+                    written[c] = Some(r);
+                }
+                continue;
+            }
+            let Some(done) = stack.pop() else { break };
+            let mut entries = Vec::with_capacity(done.children.len());
+            for (name, c) in done.children {
+                let r = written[c].ok_or_else(|| {
+                    SquashfsError::TooLarge("internal: an entry was not written".into())
+                })?;
+                entries.push((name, r, ino[c], basic_type(&nodes[c].body)));
+            }
+            let listing = t.listing(&mut self.z, &entries)?;
+            let d = done.dir;
+            let r = t.inode(
+                &mut self.z,
+                &nodes[d],
+                &self.xattr_sets,
+                ino[d],
+                nlink[d],
+                Some((listing, parent_ino[d])),
+            )?;
+            written[d] = Some(r);
+        }
+        let root_ref = written[ROOT]
+            .ok_or_else(|| SquashfsError::TooLarge("internal: the root was not written".into()))?;
+
+        let Tables {
+            inodes,
+            dirs,
+            ids,
+            xattr_order,
+            ..
+        } = t;
+        let inodes = inodes.finish(&mut self.z)?;
+        let dirs = dirs.finish(&mut self.z)?;
+        let inode_table_start = self.pos;
+        self.put(&inodes)?;
+        let directory_table_start = self.pos;
+        self.put(&dirs)?;
+
+        let mut frag_entries = Vec::with_capacity(self.fragments.len() * 16);
+        for &(start, size) in &self.fragments {
+            put64(&mut frag_entries, start);
+            put32(&mut frag_entries, size);
+            put32(&mut frag_entries, 0);
+        }
+        let fragment_table_start = self.table(&frag_entries)?;
+
+        let mut id_entries = Vec::with_capacity(ids.len() * 4);
+        for id in &ids {
+            put32(&mut id_entries, *id);
+        }
+        let id_table_start = self.table(&id_entries)?;
+
+        let xattr_id_table_start = if xattr_order.is_empty() {
+            NO_TABLE
+        } else {
+            let mut kv = MetaTable::default();
+            let mut id_entries = Vec::with_capacity(xattr_order.len() * 16);
+            for &set in &xattr_order {
+                let r = kv.reference()?;
+                let mut bytes = Vec::new();
+                for (kind, name, value) in &self.xattr_sets[set] {
+                    put16(&mut bytes, *kind);
+                    put16(&mut bytes, name.len() as u16);
+                    bytes.extend_from_slice(name);
+                    put32(&mut bytes, value.len() as u32);
+                    bytes.extend_from_slice(value);
+                }
+                kv.push(&mut self.z, &bytes)?;
+                put64(&mut id_entries, r);
+                put32(&mut id_entries, self.xattr_sets[set].len() as u32);
+                put32(
+                    &mut id_entries,
+                    u32::try_from(bytes.len()).map_err(|_| {
+                        SquashfsError::TooLarge("an xattr set exceeds 4 GiB".into())
+                    })?,
+                );
+            }
+            let kv = kv.finish(&mut self.z)?;
+            let kv_start = self.pos;
+            self.put(&kv)?;
+            let starts = self.table_blocks(&id_entries)?;
+            let table_start = self.pos;
+            let mut head = Vec::new();
+            put64(&mut head, kv_start);
+            put32(&mut head, xattr_order.len() as u32);
+            put32(&mut head, 0);
+            for s in starts {
+                put64(&mut head, s);
+            }
+            self.put(&head)?;
+            table_start
+        };
+
+        let bytes_used = self.pos;
+        let rem = bytes_used % DEVICE_BLOCK;
+        if rem != 0 {
+            let zeros = [0u8; DEVICE_BLOCK as usize];
+            self.put(&zeros[..(DEVICE_BLOCK - rem) as usize])?;
+        }
+        let end = self.pos;
+
+        let id_count = u16::try_from(ids.len())
+            .map_err(|_| SquashfsError::TooLarge("more than 65535 distinct uids/gids".into()))?;
+        let fragment_count = u32::try_from(self.fragments.len())
+            .map_err(|_| SquashfsError::TooLarge("more than 2^32 fragments".into()))?;
+        let flags = if xattr_order.is_empty() {
+            FLAG_NO_XATTRS
+        } else {
+            0
+        };
+        let mut sb = Vec::with_capacity(SUPERBLOCK_LEN);
+        put32(&mut sb, MAGIC);
+        put32(&mut sb, count);
+        put32(&mut sb, self.epoch);
+        put32(&mut sb, BLOCK_SIZE as u32);
+        put32(&mut sb, fragment_count);
+        put16(&mut sb, COMPRESSION_GZIP);
+        put16(&mut sb, BLOCK_LOG);
+        put16(&mut sb, flags);
+        put16(&mut sb, id_count);
+        put16(&mut sb, 4);
+        put16(&mut sb, 0);
+        put64(&mut sb, root_ref);
+        put64(&mut sb, bytes_used);
+        put64(&mut sb, id_table_start);
+        put64(&mut sb, xattr_id_table_start);
+        put64(&mut sb, inode_table_start);
+        put64(&mut sb, directory_table_start);
+        put64(&mut sb, fragment_table_start);
+        put64(&mut sb, NO_TABLE);
+        self.out
+            .seek(SeekFrom::Start(self.base))
+            .map_err(SquashfsError::Write)?;
+        self.out.write_all(&sb).map_err(SquashfsError::Write)?;
+        self.out
+            .seek(SeekFrom::Start(self.base + end))
+            .map_err(SquashfsError::Write)?;
+        self.out.flush().map_err(SquashfsError::Write)?;
+        Ok(self.out)
+    }
+
+    /// Writes `entries` as metadata blocks followed by the index of their positions; returns
+    /// the index's position.
+    fn table(&mut self, entries: &[u8]) -> Result<u64, SquashfsError> {
+        let starts = self.table_blocks(entries)?;
+        let index = self.pos;
+        let mut bytes = Vec::with_capacity(starts.len() * 8);
+        for s in &starts {
+            put64(&mut bytes, *s);
+        }
+        self.put(&bytes)?;
+        Ok(index)
+    }
+
+    /// Writes `entries` as metadata blocks; returns their positions.
+    fn table_blocks(&mut self, entries: &[u8]) -> Result<Vec<u64>, SquashfsError> {
+        let mut starts = Vec::new();
+        let mut block = Vec::new();
+        for chunk in entries.chunks(METADATA_SIZE) {
+            starts.push(self.pos);
+            block.clear();
+            meta_block(&mut self.z, chunk, &mut block)?;
+            self.put(&block)?;
+        }
+        Ok(starts)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SquashfsError> {
+        self.out.write_all(bytes).map_err(SquashfsError::Write)?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Validates `meta` for `path`.
+    fn attrs(&mut self, path: &[u8], meta: &EntryMeta) -> Result<Attrs, SquashfsError> {
+        let id = |v: u64, what: &str| {
+            u32::try_from(v).map_err(|_| {
+                unrepresentable(
+                    path,
+                    format!("{what} {v} does not fit in SquashFS's 32 bits"),
+                )
+            })
+        };
+        let uid = id(meta.uid, "uid")?;
+        let gid = id(meta.gid, "gid")?;
+        let mtime = u32::try_from(meta.mtime.clamp(0, i64::from(self.epoch))).unwrap_or(0);
+        let xattrs = if meta.xattrs.is_empty() {
+            None
+        } else {
+            let mut set = XattrSet::with_capacity(meta.xattrs.len());
+            for (name, value) in &meta.xattrs {
+                let Some((kind, rest)) = XATTR_PREFIXES
+                    .iter()
+                    .find_map(|(p, k)| name.strip_prefix(p).map(|rest| (*k, rest)))
+                else {
+                    return Err(unrepresentable(
+                        path,
+                        format!(
+                            "extended attribute {name:?}: SquashFS only holds user., trusted. \
+                             and security. attributes"
+                        ),
+                    ));
+                };
+                if rest.is_empty() || rest.len() > usize::from(u16::MAX) {
+                    return Err(unrepresentable(
+                        path,
+                        format!("extended attribute {name:?}: not a usable name"),
+                    ));
+                }
+                if u32::try_from(value.len()).is_err() {
+                    return Err(unrepresentable(
+                        path,
+                        format!("extended attribute {name:?}: the value is too large"),
+                    ));
+                }
+                set.push((kind, rest.as_bytes().to_vec(), value.clone()));
+            }
+            Some(match self.xattr_index.get(&set) {
+                Some(&i) => i,
+                None => {
+                    let i = self.xattr_sets.len();
+                    self.xattr_index.insert(set.clone(), i);
+                    self.xattr_sets.push(set);
+                    i
+                }
+            })
+        };
+        Ok(Attrs {
+            mode: (meta.mode & 0o7777) as u16,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        })
+    }
+
+    /// The directory that holds `path`, and `path`'s last component.
+    fn parent<'p>(&self, path: &'p [u8]) -> Result<(usize, &'p [u8]), SquashfsError> {
+        let mut parts = path.split(|&b| b == b'/');
+        let mut last = parts.next().unwrap_or_default();
+        let mut dir = ROOT;
+        let check = |name: &[u8]| {
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&0) {
+                return Err(unrepresentable(
+                    path,
+                    "not a usable path (empty, `.` or `..` component, or a NUL byte)",
+                ));
+            }
+            if name.len() > MAX_NAME {
+                return Err(unrepresentable(
+                    path,
+                    format!("a name longer than {MAX_NAME} bytes"),
+                ));
+            }
+            Ok(())
+        };
+        check(last)?;
+        for next in parts {
+            check(next)?;
+            dir = match self.children(dir).get(last) {
+                Some(&c) if matches!(self.nodes[c].body, Body::Dir(_)) => c,
+                _ => return Err(SquashfsError::NoParent { path: shown(path) }),
+            };
+            last = next;
+        }
+        Ok((dir, last))
+    }
+
+    fn children(&self, dir: usize) -> &BTreeMap<Vec<u8>, usize> {
+        static EMPTY: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        match &self.nodes[dir].body {
+            Body::Dir(c) => c,
+            _ => &EMPTY,
+        }
+    }
+
+    fn add(&mut self, parent: usize, name: &[u8], attrs: Attrs, body: Body) {
+        let id = self.nodes.len();
+        self.nodes.push(Node { attrs, body });
+        self.link(parent, name.to_vec(), id);
+    }
+
+    fn link(&mut self, parent: usize, name: Vec<u8>, id: usize) {
+        if let Body::Dir(c) = &mut self.nodes[parent].body {
+            c.insert(name, id);
+        }
+    }
+
+    /// Streams `size` bytes of `content` out as data blocks (or into the fragment block).
+    fn data(
+        &mut self,
+        path: &[u8],
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<FileData, SquashfsError> {
+        let read_err = |source| SquashfsError::Read {
+            path: shown(path),
+            source,
+        };
+        let short = |got| SquashfsError::Short {
+            path: shown(path),
+            got,
+            want: size,
+        };
+        let mut data = FileData {
+            start: self.pos,
+            size,
+            blocks: Vec::new(),
+            fragment: None,
+            sparse: 0,
+        };
+        if size == 0 {
+            data.start = 0;
+            self.check_end(path, size, content)?;
+            return Ok(data);
+        }
+        if size < BLOCK_SIZE as u64 {
+            // A fragment: read it whole before touching the fragment block.
+            let len = size as usize;
+            let got = fill(content, &mut self.block[..len]).map_err(read_err)?;
+            if got < len {
+                return Err(short(got as u64));
+            }
+            self.check_end(path, size, content)?;
+            if self.fragment.len() + len > BLOCK_SIZE {
+                self.flush_fragment()?;
+            }
+            let index = u32::try_from(self.fragments.len())
+                .map_err(|_| SquashfsError::TooLarge("more than 2^32 fragments".into()))?;
+            data.start = 0;
+            data.fragment = Some((index, self.fragment.len() as u32));
+            self.fragment.extend_from_slice(&self.block[..len]);
+            return Ok(data);
+        }
+        let mut done: u64 = 0;
+        while done < size {
+            let len = (size - done).min(BLOCK_SIZE as u64) as usize;
+            let got = fill(content, &mut self.block[..len]).map_err(read_err)?;
+            if got < len {
+                return Err(short(done + got as u64));
+            }
+            done += len as u64;
+            let block = &self.block[..len];
+            if block.iter().all(|&b| b == 0) {
+                data.blocks.push(0);
+                data.sparse += len as u64;
+                continue;
+            }
+            let word = if self.z.shrink(block)? {
+                let word = self.z.out.len() as u32;
+                self.out
+                    .write_all(&self.z.out)
+                    .map_err(SquashfsError::Write)?;
+                self.pos += u64::from(word);
+                word
+            } else {
+                self.out.write_all(block).map_err(SquashfsError::Write)?;
+                self.pos += len as u64;
+                len as u32 | DATA_UNCOMPRESSED
+            };
+            data.blocks.push(word);
+        }
+        self.check_end(path, size, content)?;
+        Ok(data)
+    }
+
+    fn check_end(
+        &mut self,
+        path: &[u8],
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<(), SquashfsError> {
+        let mut one = [0u8; 1];
+        let extra = fill(content, &mut one).map_err(|source| SquashfsError::Read {
+            path: shown(path),
+            source,
+        })?;
+        if extra != 0 {
+            return Err(SquashfsError::Long {
+                path: shown(path),
+                want: size,
+            });
+        }
+        Ok(())
+    }
+
+    fn flush_fragment(&mut self) -> Result<(), SquashfsError> {
+        if self.fragment.is_empty() {
+            return Ok(());
+        }
+        let start = self.pos;
+        let frag = std::mem::take(&mut self.fragment);
+        let word = if self.z.shrink(&frag)? {
+            let word = self.z.out.len() as u32;
+            self.out
+                .write_all(&self.z.out)
+                .map_err(SquashfsError::Write)?;
+            self.pos += u64::from(word);
+            word
+        } else {
+            self.put(&frag)?;
+            frag.len() as u32 | DATA_UNCOMPRESSED
+        };
+        self.fragment = frag;
+        self.fragment.clear();
+        self.fragments.push((start, word));
+        Ok(())
+    }
+}
+
+fn basic_type(body: &Body) -> u16 {
+    match body {
+        Body::Dir(_) => T_DIR,
+        Body::File(_) => T_FILE,
+        Body::Symlink(_) => T_SYMLINK,
+        Body::Device { block: true, .. } => T_BLOCK,
+        Body::Device { block: false, .. } => T_CHAR,
+        Body::Fifo => T_FIFO,
+    }
+}
+
+/// The metadata built at the end: inode and directory tables, ids, xattr sets in use.
+#[derive(Default)]
+struct Tables {
+    inodes: MetaTable,
+    dirs: MetaTable,
+    ids: Vec<u32>,
+    id_index: HashMap<u32, u16>,
+    /// Interned xattr set indexes in first-use order (the position is the xattr id).
+    xattr_order: Vec<usize>,
+    xattr_ids: HashMap<usize, u32>,
+}
+
+/// Where a directory's listing starts in the directory table, and its length.
+struct Listing {
+    block: u32,
+    offset: u16,
+    len: u32,
+    /// Directory index entries (one per metadata block the listing reaches after its first),
+    /// for lookups to skip ahead.
+    index: Vec<u8>,
+    index_count: u16,
+}
+
+impl Tables {
+    fn id(&mut self, v: u32) -> Result<u16, SquashfsError> {
+        if let Some(&i) = self.id_index.get(&v) {
+            return Ok(i);
+        }
+        let i = u16::try_from(self.ids.len())
+            .ok()
+            .filter(|&i| i < u16::MAX)
+            .ok_or_else(|| SquashfsError::TooLarge("more than 65535 distinct uids/gids".into()))?;
+        self.ids.push(v);
+        self.id_index.insert(v, i);
+        Ok(i)
+    }
+
+    fn xattr(&mut self, set: Option<usize>) -> u32 {
+        let Some(set) = set else { return NO_XATTR };
+        if let Some(&i) = self.xattr_ids.get(&set) {
+            return i;
+        }
+        let i = self.xattr_order.len() as u32;
+        self.xattr_order.push(set);
+        self.xattr_ids.insert(set, i);
+        i
+    }
+
+    /// Writes a directory listing; entries are (name, inode reference, inode number, type)
+    /// in name order. A header starts a run of at most 256 entries whose inodes share a
+    /// metadata block and whose numbers are within an `i16` of the header's, and no run
+    /// crosses more than one metadata block boundary (as `mksquashfs` splits them), so that
+    /// the directory index can point at a header in every block the listing reaches.
+    fn listing(
+        &mut self,
+        z: &mut Zlib,
+        entries: &[(&[u8], u64, u32, u16)],
+    ) -> Result<Listing, SquashfsError> {
+        let (block, offset) = self.dirs.pos()?;
+        let mut len: u64 = 0;
+        let mut index = Vec::new();
+        let mut index_count: u16 = 0;
+        let mut indexed_block = block;
+        let mut bytes = Vec::new();
+        let mut i = 0;
+        while i < entries.len() {
+            let start_block = entries[i].1 >> 16;
+            let base = entries[i].2;
+            let mut j = i;
+            let mut run_len = 12;
+            while j < entries.len()
+                && j - i < MAX_DIR_HEADER_ENTRIES
+                && entries[j].1 >> 16 == start_block
+                && i16::try_from(i64::from(entries[j].2) - i64::from(base)).is_ok()
+                && (j == i || run_len + 8 + entries[j].0.len() <= METADATA_SIZE)
+            {
+                run_len += 8 + entries[j].0.len();
+                j += 1;
+            }
+            let start_block = u32::try_from(start_block)
+                .map_err(|_| SquashfsError::TooLarge("the inode table exceeds 4 GiB".into()))?;
+            let (here, _) = self.dirs.pos()?;
+            if here != indexed_block && index_count < u16::MAX {
+                let first = entries[i].0;
+                put32(
+                    &mut index,
+                    u32::try_from(len).map_err(|_| {
+                        SquashfsError::TooLarge("a directory listing exceeds 4 GiB".into())
+                    })?,
+                );
+                put32(&mut index, here);
+                put32(&mut index, (first.len() - 1) as u32);
+                index.extend_from_slice(first);
+                index_count += 1;
+                indexed_block = here;
+            }
+            bytes.clear();
+            put32(&mut bytes, (j - i - 1) as u32);
+            put32(&mut bytes, start_block);
+            put32(&mut bytes, base);
+            for &(name, r, ino, kind) in &entries[i..j] {
+                put16(&mut bytes, (r & 0xffff) as u16);
+                put16(&mut bytes, (i64::from(ino) - i64::from(base)) as i16 as u16);
+                put16(&mut bytes, kind);
+                put16(&mut bytes, (name.len() - 1) as u16);
+                bytes.extend_from_slice(name);
+            }
+            self.dirs.push(z, &bytes)?;
+            len += bytes.len() as u64;
+            i = j;
+        }
+        let len = u32::try_from(len)
+            .ok()
+            .filter(|&l| l <= u32::MAX - 3)
+            .ok_or_else(|| SquashfsError::TooLarge("a directory listing exceeds 4 GiB".into()))?;
+        Ok(Listing {
+            block,
+            offset,
+            len,
+            index,
+            index_count,
+        })
+    }
+
+    /// Writes one inode; `dir` is the listing and parent inode number of a directory.
+    fn inode(
+        &mut self,
+        z: &mut Zlib,
+        node: &Node,
+        xattr_sets: &[XattrSet],
+        ino: u32,
+        nlink: u32,
+        dir: Option<(Listing, u32)>,
+    ) -> Result<u64, SquashfsError> {
+        let r = self.inodes.reference()?;
+        let a = node.attrs;
+        let xattr = self.xattr(a.xattrs.filter(|&s| s < xattr_sets.len()));
+        let has_xattr = xattr != NO_XATTR;
+        let basic = basic_type(&node.body);
+        let mut b = Vec::with_capacity(64);
+        let header = |b: &mut Vec<u8>, t: &mut Self, kind: u16| -> Result<(), SquashfsError> {
+            put16(b, kind);
+            put16(b, a.mode);
+            let uid = t.id(a.uid)?;
+            let gid = t.id(a.gid)?;
+            put16(b, uid);
+            put16(b, gid);
+            put32(b, a.mtime);
+            put32(b, ino);
+            Ok(())
+        };
+        match (&node.body, dir) {
+            (Body::Dir(_), Some((l, parent))) => {
+                let size = l.len + 3;
+                if !has_xattr && l.index_count == 0 && size <= u32::from(u16::MAX) {
+                    header(&mut b, self, T_DIR)?;
+                    put32(&mut b, l.block);
+                    put32(&mut b, nlink);
+                    put16(&mut b, size as u16);
+                    put16(&mut b, l.offset);
+                    put32(&mut b, parent);
+                } else {
+                    header(&mut b, self, T_DIR + EXTENDED)?;
+                    put32(&mut b, nlink);
+                    put32(&mut b, size);
+                    put32(&mut b, l.block);
+                    put32(&mut b, parent);
+                    put16(&mut b, l.index_count);
+                    put16(&mut b, l.offset);
+                    put32(&mut b, xattr);
+                    b.extend_from_slice(&l.index);
+                }
+            }
+            (Body::File(f), _) => {
+                let (frag, frag_off) = f.fragment.unwrap_or((NO_FRAGMENT, 0));
+                if nlink == 1
+                    && !has_xattr
+                    && f.sparse == 0
+                    && let (Ok(start), Ok(size)) = (u32::try_from(f.start), u32::try_from(f.size))
+                {
+                    header(&mut b, self, T_FILE)?;
+                    put32(&mut b, start);
+                    put32(&mut b, frag);
+                    put32(&mut b, frag_off);
+                    put32(&mut b, size);
+                } else {
+                    header(&mut b, self, T_FILE + EXTENDED)?;
+                    put64(&mut b, f.start);
+                    put64(&mut b, f.size);
+                    put64(&mut b, f.sparse);
+                    put32(&mut b, nlink);
+                    put32(&mut b, frag);
+                    put32(&mut b, frag_off);
+                    put32(&mut b, xattr);
+                }
+                for w in &f.blocks {
+                    put32(&mut b, *w);
+                }
+            }
+            (Body::Symlink(target), _) => {
+                header(&mut b, self, basic + if has_xattr { EXTENDED } else { 0 })?;
+                put32(&mut b, nlink);
+                put32(&mut b, target.len() as u32);
+                b.extend_from_slice(target);
+                if has_xattr {
+                    put32(&mut b, xattr);
+                }
+            }
+            (Body::Device { rdev, .. }, _) => {
+                header(&mut b, self, basic + if has_xattr { EXTENDED } else { 0 })?;
+                put32(&mut b, nlink);
+                put32(&mut b, *rdev);
+                if has_xattr {
+                    put32(&mut b, xattr);
+                }
+            }
+            (Body::Fifo, _) => {
+                header(&mut b, self, basic + if has_xattr { EXTENDED } else { 0 })?;
+                put32(&mut b, nlink);
+                if has_xattr {
+                    put32(&mut b, xattr);
+                }
+            }
+            (Body::Dir(_), None) => {
+                return Err(SquashfsError::TooLarge(
+                    "internal: a directory without its listing".into(),
+                ));
+            }
+        }
+        self.inodes.push(z, &b)?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+#[path = "squashfs/tests.rs"]
+mod tests;
