@@ -2,10 +2,10 @@
 //! and `boot/cmdline` kept aside for their own files, the microcode `boot/ucode.cpio` too when
 //! there is somewhere to put it (in front of the initrd), and everything else but what is under
 //! `boot/` (the directory itself stays) written to a root file system image: the initrd's
-//! newc cpio, or a SquashFS image.
+//! newc cpio, a SquashFS image or an EROFS image.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,7 @@ use oxkit_store::layer::EntryMeta;
 
 use crate::cpio::{CpioError, CpioMeta, CpioWriter};
 use crate::emit::Sink;
+use crate::erofs::{ErofsError, ErofsWriter};
 use crate::error::{Error, Result};
 use crate::squashfs::{SquashfsError, SquashfsWriter};
 
@@ -112,6 +113,36 @@ impl<W: Write + Seek> RootWriter for SquashfsWriter<W> {
         data: &mut dyn Read,
     ) -> Result<(), SquashfsError> {
         SquashfsWriter::file(self, names, meta, size, data)
+    }
+}
+
+/// A root file system image in a file (`kernel+squashfs`'s, `kernel+erofs`'s): made with the
+/// root directory's metadata, written through [`RootWriter`], finished into its output.
+pub(crate) trait RootImage: RootWriter + Sized {
+    fn create(out: BufWriter<File>, epoch: i64, root: &EntryMeta) -> Result<Self, Self::Error>;
+    /// Writes what is left (tables, superblock) and gives the output back.
+    fn finish_image(self) -> Result<BufWriter<File>, Self::Error>;
+}
+
+impl RootImage for SquashfsWriter<BufWriter<File>> {
+    fn create(out: BufWriter<File>, epoch: i64, root: &EntryMeta) -> Result<Self, SquashfsError> {
+        let mut w = SquashfsWriter::new(out, epoch)?;
+        w.root(root)?;
+        Ok(w)
+    }
+    fn finish_image(self) -> Result<BufWriter<File>, SquashfsError> {
+        self.finish()
+    }
+}
+
+impl RootImage for ErofsWriter<BufWriter<File>> {
+    fn create(out: BufWriter<File>, epoch: i64, root: &EntryMeta) -> Result<Self, ErofsError> {
+        let mut w = ErofsWriter::new(out, epoch)?;
+        w.root(root)?;
+        Ok(w)
+    }
+    fn finish_image(self) -> Result<BufWriter<File>, ErofsError> {
+        self.finish()
     }
 }
 

@@ -13,7 +13,7 @@
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
 //!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `iso-efi-initrd`,
 //!    `qcow2-efi`, `iso-bios`, `raw-bios`, `qcow2-bios`, `vhd`, `dynamic-vhd`, `vmdk`, `aws`,
-//!    `gcp`, `kernel+squashfs`): reproducible bytes, flat memory (but for the boot images, which hold the kernel
+//!    `gcp`, `kernel+squashfs`, `kernel+erofs`): reproducible bytes, flat memory (but for the boot images, which hold the kernel
 //!    and initrd in memory), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
@@ -31,6 +31,7 @@ mod config_to_oci;
 mod cpio;
 mod disk;
 mod emit;
+mod erofs;
 mod error;
 mod export;
 mod flatten;

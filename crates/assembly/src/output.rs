@@ -9,7 +9,8 @@
 //!   microcode), `cmdline` and `ucode.cpio`;
 //! - `kernel+squashfs`: `NAME-kernel`, `NAME-squashfs.img` (everything the initrd holds, as a
 //!   SquashFS image, see [`crate::squashfs`]) and `NAME-cmdline`, for a kernel that mounts the
-//!   image as its root file system;
+//!   image as its root file system; `kernel+erofs`: the same with `NAME-erofs.img`, an EROFS
+//!   image (see [`crate::erofs`]);
 //! - `raw-efi`: `NAME-efi.img`, a GPT disk whose EFI system partition holds one unified kernel
 //!   image (systemd's EFI stub with the kernel, the initrd above and the command line, see
 //!   [`crate::uki`]) at the removable-media path `EFI/BOOT/BOOTX64.EFI` (`BOOTAA64.EFI` for
@@ -49,9 +50,10 @@ use oxkit_store::Store;
 use oxkit_store::layer::{Entry, EntryMeta, TarWriter};
 use tempfile::NamedTempFile;
 
-use crate::bootsplit::{BootFiles, BootSplit, Ucode};
+use crate::bootsplit::{BootFiles, BootSplit, RootImage, Ucode};
 use crate::cpio::CpioWriter;
 use crate::emit::{TarSink, emit};
+use crate::erofs::ErofsWriter;
 use crate::error::{Error, Result};
 use crate::layout::Assembly;
 use crate::squashfs::SquashfsWriter;
@@ -73,6 +75,7 @@ const VHD_SUFFIX: &str = ".vhd";
 const AWS_SUFFIX: &str = ".raw";
 const GCP_SUFFIX: &str = ".img.tar.gz";
 const SQUASHFS_SUFFIX: &str = "-squashfs.img";
+const EROFS_SUFFIX: &str = "-erofs.img";
 const VMDK_SUFFIX: &str = ".vmdk";
 
 /// An output format.
@@ -94,10 +97,11 @@ pub enum Format {
     Vmdk,
     IsoEfiInitrd,
     KernelSquashfs,
+    KernelErofs,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 16] = [
+    pub const ALL: [&'static str; 17] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -114,6 +118,7 @@ impl Format {
         "vmdk",
         "iso-efi-initrd",
         "kernel+squashfs",
+        "kernel+erofs",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -163,6 +168,7 @@ impl Format {
             Format::Vmdk => "vmdk",
             Format::IsoEfiInitrd => "iso-efi-initrd",
             Format::KernelSquashfs => "kernel+squashfs",
+            Format::KernelErofs => "kernel+erofs",
         }
     }
 }
@@ -187,6 +193,7 @@ impl std::str::FromStr for Format {
             "vmdk" => Ok(Format::Vmdk),
             "iso-efi-initrd" => Ok(Format::IsoEfiInitrd),
             "kernel+squashfs" => Ok(Format::KernelSquashfs),
+            "kernel+erofs" => Ok(Format::KernelErofs),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -655,13 +662,27 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             }
         }
     }
-    if plan.formats.contains(&Format::KernelSquashfs) {
-        pending.extend(write_kernel_squashfs(
+    // The kernel and command line come with the first of kernel+initrd, kernel+squashfs and
+    // kernel+erofs.
+    let squashfs = plan.formats.contains(&Format::KernelSquashfs);
+    if squashfs {
+        pending.extend(write_kernel_rootfs::<SquashfsWriter<BufWriter<File>>>(
             a,
             store,
             plan,
             &dir,
-            !plan.formats.contains(&Format::KernelInitrd),
+            SQUASHFS_SUFFIX,
+            !kernel_initrd,
+        )?);
+    }
+    if plan.formats.contains(&Format::KernelErofs) {
+        pending.extend(write_kernel_rootfs::<ErofsWriter<BufWriter<File>>>(
+            a,
+            store,
+            plan,
+            &dir,
+            EROFS_SUFFIX,
+            !kernel_initrd && !squashfs,
         )?);
     }
     let mut written = Written::default();
@@ -714,16 +735,18 @@ fn write_initrd(
     })
 }
 
-/// `kernel+squashfs`'s files: the image, and (`with_kernel`: unless `kernel+initrd` writes the
-/// same ones) the kernel and the command line. One more pass over the layers.
-fn write_kernel_squashfs(
+/// A root file system image output's files (`kernel+squashfs`'s, `kernel+erofs`'s): the image
+/// (`NAME` + `suffix`), and (`with_kernel`: unless another output writes the same ones) the
+/// kernel and the command line. One more pass over the layers.
+fn write_kernel_rootfs<I: RootImage>(
     a: &Assembly,
     store: &Store,
     plan: &OutputPlan,
     dir: &Path,
+    suffix: &str,
     with_kernel: bool,
 ) -> Result<Vec<Pending>> {
-    let path = plan.with_suffix(SQUASHFS_SUFFIX);
+    let path = plan.with_suffix(suffix);
     let tmp = temp_for(&path)?;
     let kernel_path = plan.with_suffix("-kernel");
     let kernel_tmp = temp_for(&kernel_path)?;
@@ -731,24 +754,28 @@ fn write_kernel_squashfs(
         .as_file()
         .try_clone()
         .map_err(|e| Error::output(&path, e))?;
-    let mut sq = SquashfsWriter::new(BufWriter::with_capacity(1 << 20, out), a.epoch)
-        .map_err(|e| Error::output(&path, e))?;
-    sq.root(&a.root.meta).map_err(|e| Error::output(&path, e))?;
+    let image = I::create(
+        BufWriter::with_capacity(1 << 20, out),
+        a.epoch,
+        &a.root.meta,
+    )
+    .map_err(|e| Error::output(&path, e))?;
     let kernel = kernel_tmp
         .as_file()
         .try_clone()
         .map_err(|e| Error::output(&kernel_path, e))?;
-    let mut sink = BootSplit::new(sq, kernel, None, &path);
+    let mut sink = BootSplit::new(image, kernel, None, &path);
     emit(a, store, &mut sink, dir)?;
     let (
-        sq,
+        image,
         BootFiles {
             kernel_len,
             cmdline,
             ..
         },
     ) = sink.finish()?;
-    sq.finish()
+    image
+        .finish_image()
         .map_err(|e| Error::output(&path, e))?
         .into_inner()
         .map_err(|e| Error::output(&path, e.error().to_string()))?

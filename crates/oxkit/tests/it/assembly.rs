@@ -521,73 +521,93 @@ fn tree_entries(dir: &Path, dir_mtimes: bool) -> std::collections::BTreeMap<Stri
         .collect()
 }
 
-/// `kernel+squashfs` (LinuxKit's names: `NAME-kernel`, `NAME-squashfs.img`, `NAME-cmdline`):
-/// the kernel and command line `kernel+initrd` writes, and a SquashFS image of what the initrd
-/// holds, which `unsquashfs` extracts to the same tree as the `tar` output without `boot/*`
-/// (types, modes, owners, mtimes, contents). Reproducible, and the same whether `kernel+initrd`
-/// is built beside it or not.
+/// `kernel+squashfs` and `kernel+erofs` (LinuxKit's names: `NAME-kernel`, `NAME-cmdline` and
+/// `NAME-squashfs.img` or `NAME-erofs.img`): the kernel and command line `kernel+initrd` writes,
+/// and an image of what the initrd holds, which `unsquashfs` and `fsck.erofs` extract to the
+/// same tree as the `tar` output without `boot/*` (types, modes, owners, mtimes, contents).
+/// Reproducible, and the same whether built beside the other formats or alone.
 #[test]
-fn kernel_squashfs_is_the_kernel_cmdline_and_the_file_system_as_squashfs() {
+fn kernel_squashfs_and_erofs_hold_the_file_system_beside_the_kernel_and_cmdline() {
     let env = Env::new();
     images(&env);
     let yml = write_system(&env);
     let unsquashfs = require_tool("unsquashfs");
+    let fsck_erofs = require_tool("fsck.erofs");
     run_ok(&mut build_in(
         &env,
         &yml,
-        "kernel+initrd,kernel+squashfs",
+        "kernel+initrd,kernel+squashfs,kernel+erofs",
         "out",
         &[],
     ));
-    run_ok(&mut build_in(&env, &yml, "kernel+squashfs", "alone", &[]));
     run_ok(&mut build_in(&env, &yml, "tar", "tar", &[]));
-    let (out, alone) = (env.path().join("out"), env.path().join("alone"));
+    let out = env.path().join("out");
     no_temporaries(&out);
-    no_temporaries(&alone);
-    assert_eq!(
-        listing(&alone),
-        BTreeSet::from(
-            ["system-kernel", "system-squashfs.img", "system-cmdline"].map(String::from)
-        )
-    );
-    for f in ["system-kernel", "system-cmdline", "system-squashfs.img"] {
-        assert_eq!(
-            sha256(&out.join(f)),
-            sha256(&alone.join(f)),
-            "{f} differs with and without kernel+initrd"
-        );
-    }
-    let image = out.join("system-squashfs.img");
-    let info = run_ok(Command::new(&unsquashfs).arg("-s").arg(&image));
-    assert!(
-        info.contains("Compression gzip") && info.contains("Block size 131072"),
-        "{info}"
-    );
-    let sq = env.path().join("sq");
-    run_ok(
-        Command::new(&unsquashfs)
-            .args(["-no-progress", "-d"])
-            .arg(&sq)
-            .arg(&image),
-    );
     let root = env.path().join("root");
     untar(&env.path().join("tar/system.tar"), &root);
-    let (ours, want) = (tree_entries(&sq, false), tree_entries(&root, false));
+    let want = tree_entries(&root, false);
     assert!(want.contains_key("bin/busybox"), "{want:?}");
-    for (path, meta) in &want {
-        assert_eq!(ours.get(path), Some(meta), "{path}");
-    }
-    assert_eq!(ours.len(), want.len(), "entries only in the image");
-    // Every directory has the tar headers' time, the epoch (0 here).
-    for (path, meta) in tree_entries(&sq, true) {
-        if meta.starts_with("dir ") {
-            assert!(meta.ends_with(" 0"), "{path}: {meta}");
+    for (format, file) in [
+        ("kernel+squashfs", "system-squashfs.img"),
+        ("kernel+erofs", "system-erofs.img"),
+    ] {
+        let alone = env.path().join(format);
+        run_ok(&mut build_in(&env, &yml, format, format, &[]));
+        no_temporaries(&alone);
+        assert_eq!(
+            listing(&alone),
+            BTreeSet::from(["system-kernel", file, "system-cmdline"].map(String::from)),
+            "{format}"
+        );
+        for f in ["system-kernel", "system-cmdline", file] {
+            assert_eq!(
+                sha256(&out.join(f)),
+                sha256(&alone.join(f)),
+                "{f} differs with and without the other formats"
+            );
+        }
+        let image = out.join(file);
+        let tree = env.path().join(format!("{format}-tree"));
+        if format == "kernel+squashfs" {
+            let info = run_ok(Command::new(&unsquashfs).arg("-s").arg(&image));
+            assert!(
+                info.contains("Compression gzip") && info.contains("Block size 131072"),
+                "{info}"
+            );
+            run_ok(
+                Command::new(&unsquashfs)
+                    .args(["-no-progress", "-d"])
+                    .arg(&tree)
+                    .arg(&image),
+            );
+        } else {
+            run_ok(
+                Command::new(&fsck_erofs)
+                    .arg(format!("--extract={}", tree.display()))
+                    .arg("--preserve")
+                    .arg(&image),
+            );
+        }
+        let ours = tree_entries(&tree, false);
+        for (path, meta) in &want {
+            assert_eq!(ours.get(path), Some(meta), "{format}: {path}");
+        }
+        assert_eq!(
+            ours.len(),
+            want.len(),
+            "{format}: entries only in the image"
+        );
+        assert!(
+            listing(&tree.join("boot")).is_empty(),
+            "{format}: boot/ is left out, as from the initrd"
+        );
+        // Every directory has the tar headers' time, the epoch (0 here).
+        for (path, meta) in tree_entries(&tree, true) {
+            if meta.starts_with("dir ") {
+                assert!(meta.ends_with(" 0"), "{format}: {path}: {meta}");
+            }
         }
     }
-    assert!(
-        listing(&sq.join("boot")).is_empty(),
-        "boot/ is left out, as from the initrd"
-    );
 }
 
 /// One section of a PE image, as binutils' objcopy extracts it.

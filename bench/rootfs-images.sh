@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The root file system image outputs: `oxkit build -f kernel+squashfs,kernel+erofs` against
+# what LinuxKit does for them, in the same run: the file system as a tar (`oxkit build -f
+# tar`), extracted, then `mksquashfs` and `mkfs.erofs` of the tree without `boot/*` with
+# their defaults (gzip and 128 KiB blocks; uncompressed with 4 KiB blocks: what oxkit writes
+# too, and how LinuxKit's mkimage-squashfs and mkimage-erofs run them), plus the kernel and
+# command line copied out. mksquashfs compresses on all cores, oxkit on one. Also prints the
+# image sizes (mksquashfs deduplicates identical files, oxkit does not). Medians of RUNS.
+#   bench/rootfs-images.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs squashfs-tools,
+#       erofs-utils)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+total_mb=${1:-100}
+runs=${2:-5}
+for t in mksquashfs:squashfs-tools mkfs.erofs:erofs-utils; do
+  command -v "${t%%:*}" >/dev/null || { echo "rootfs-images.sh needs ${t%%:*} (apt-get install ${t#*:})" >&2; exit 1; }
+done
+build_oxkit
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export OXKIT_STORE=$work/store
+unset SOURCE_DATE_EPOCH
+
+bench_system "$work" "$total_mb"
+
+ours() { "$ox" -q build -f kernel+squashfs,kernel+erofs --dir "$work/ox" "$work/bench.yml"; }
+tools() {
+  local d=$work/tools
+  rm -rf "$d" && mkdir -p "$d/root"
+  "$ox" -q build -o "$d/bench.tar" "$work/bench.yml"
+  tar --numeric-owner -xf "$d/bench.tar" -C "$d/root"
+  cp "$d/root/boot/kernel" "$d/bench-kernel"
+  cp "$d/root/boot/cmdline" "$d/bench-cmdline"
+  rm -rf "$d/root/boot"/*
+  mksquashfs "$d/root" "$d/bench-squashfs.img" -comp gzip -noappend -quiet -no-progress >/dev/null
+  mkfs.erofs --quiet "$d/bench-erofs.img" "$d/root" >/dev/null
+}
+race "$runs" "$work"
+size() { stat -c %s "$1"; }
+printf 'images %d MB, %d runs, %d cores\n' "$total_mb" "$runs" "$(nproc)"
+printf 'oxkit build -f tar, tar -x, mksquashfs, mkfs.erofs   %6.2fs  (squashfs %d, erofs %d bytes)\n' \
+  "$t" "$(size "$work/tools/bench-squashfs.img")" "$(size "$work/tools/bench-erofs.img")"
+printf 'oxkit build -f kernel+squashfs,kernel+erofs          %6.2fs  (squashfs %d, erofs %d bytes)  ratio %.2f (target <= 1.0)\n' \
+  "$o" "$(size "$work/ox/bench-squashfs.img")" "$(size "$work/ox/bench-erofs.img")" "$(echo "$o / $t" | bc -l)"

@@ -1,0 +1,1115 @@
+//! A streaming writer for uncompressed EROFS images (what Linux mounts since 5.4 and
+//! erofs-utils' `fsck.erofs` and `dump.erofs` read), laid out the way `mkfs.erofs DIR IMG`
+//! lays them out by default: 4 KiB blocks, file data stored flat (`EROFS_INODE_FLAT_PLAIN`),
+//! and the tail of a file, directory or symlink (the bytes after its last full block) stored
+//! right after its inode (`EROFS_INODE_FLAT_INLINE`) whenever the inode, its extended
+//! attributes and the tail fit in one block; directories as blocks of entries sorted by name
+//! (`.` and `..` included), extended attributes (`user.`, `trusted.`, `security.`) inline in
+//! their inode (no shared xattr area), no compression, no chunked files, no holes (an
+//! all-zero block is stored as zeros, as `mkfs.erofs` stores it).
+//!
+//! Inodes are compact (32 bytes) when their fields fit: uid and gid below 65536, fewer than
+//! 65536 links, a size below 4 GiB and an mtime equal to the image's build time, since a
+//! compact inode has no mtime of its own (Linux shows the build time for it); otherwise they
+//! are extended (64 bytes, with the mtime). That is `mkfs.erofs`'s rule too, so with the
+//! build time set to `epoch` the kernel shows every entry's (clamped) mtime.
+//!
+//! Layout: block 0 holds the superblock (at byte 1024) and the root directory's inode
+//! (nid 36, as `mkfs.erofs` puts it: the superblock's root nid has only 16 bits), both
+//! written by [`ErofsWriter::finish`]. File data is streamed to the output as files are
+//! added, and the inodes of files, symlinks, devices and fifos (with their inline tails) are
+//! packed into metadata blocks that go to the output between data blocks as they fill up; so
+//! only one metadata block and the names and inode numbers of the tree stay in memory.
+//! Directories are written last: their inodes packed into metadata blocks, then the full
+//! blocks of their listings. The metadata area starts at block 0 (`meta_blkaddr` 0), so an
+//! inode's nid is its byte offset in the image divided by 32.
+//!
+//! The superblock carries a CRC32C checksum (`EROFS_FEATURE_COMPAT_SB_CHKSUM`) and the
+//! `mtime` compat flag, as `mkfs.erofs` 1.5 sets them; its UUID and volume name are left
+//! zero (no UUID), so that the image depends only on what was written.
+//!
+//! Deterministic by construction: the same calls give the same bytes. Directory entries are
+//! sorted by name bytes whatever the order they were added in; mtimes are clamped to
+//! `[0, epoch]` and the build time is `epoch`.
+//!
+//! Paths are relative to the root, `/`-separated, without a leading `/`; a path's parent
+//! directory must have been added before it (the root always exists). A path added twice:
+//! the later entry replaces the earlier one, but a directory added over a directory only
+//! takes the new metadata and keeps its entries. The inode and data of a replaced entry stay
+//! in the image, unreferenced.
+//!
+//! This module only encodes: it never reads the file system, and it refuses what this EROFS
+//! layout cannot hold (ids above 2^32-1, device numbers beyond 12-bit major / 20-bit minor,
+//! names over 255 bytes, xattrs outside the three namespaces or with values over 64 KiB,
+//! images over 16 TiB) with an error naming the path. After a write error the output is
+//! unusable; after a content error ([`ErofsError::Short`], [`ErofsError::Long`],
+//! [`ErofsError::Read`]) the writer stays usable and the entry was not added.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+use oxkit_store::layer::EntryMeta;
+
+const MAGIC: u32 = 0xE0F5_E1E2;
+const BLOCK: usize = 4096;
+const BLOCK_U64: u64 = 4096;
+const BLOCK_BITS: u8 = 12;
+const SUPER_OFFSET: usize = 1024;
+const SUPER_LEN: usize = 128;
+/// Where the root inode goes in block 0 (right after the superblock), and its nid.
+const ROOT_OFFSET: usize = SUPER_OFFSET + SUPER_LEN;
+const ROOT_NID: u64 = (ROOT_OFFSET / 32) as u64;
+const FEATURE_COMPAT_SB_CHKSUM: u32 = 0x1;
+const FEATURE_COMPAT_MTIME: u32 = 0x2;
+/// The block address of an inode without data blocks.
+const NULL_ADDR: u32 = u32::MAX;
+
+const COMPACT_LEN: usize = 32;
+const EXTENDED_LEN: usize = 64;
+const LAYOUT_FLAT_PLAIN: u16 = 0;
+const LAYOUT_FLAT_INLINE: u16 = 2;
+
+const DIRENT_LEN: usize = 12;
+const MAX_NAME: usize = 255;
+/// Linux refuses longer symlink targets (PATH_MAX, NUL included).
+const MAX_SYMLINK: usize = 4095;
+const XATTR_HEADER_LEN: usize = 12;
+
+const FT_REG: u8 = 1;
+const FT_DIR: u8 = 2;
+const FT_CHR: u8 = 3;
+const FT_BLK: u8 = 4;
+const FT_FIFO: u8 = 5;
+const FT_SYMLINK: u8 = 7;
+
+const S_IFREG: u16 = 0o100_000;
+const S_IFDIR: u16 = 0o040_000;
+const S_IFLNK: u16 = 0o120_000;
+const S_IFCHR: u16 = 0o020_000;
+const S_IFBLK: u16 = 0o060_000;
+const S_IFIFO: u16 = 0o010_000;
+
+/// Name prefixes and their EROFS name indexes.
+const XATTR_PREFIXES: [(&str, u8); 3] = [("user.", 1), ("trusted.", 4), ("security.", 6)];
+
+/// How much file data is read and written at a time (whole blocks).
+const CHUNK: usize = 32 * BLOCK;
+
+/// What went wrong writing an entry (the caller adds the output file's name).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ErofsError {
+    #[error("{path}: {reason}")]
+    Unrepresentable { path: String, reason: String },
+    #[error("{path}: the parent directory was not added before it")]
+    NoParent { path: String },
+    #[error(
+        "{path}: the content ended after {got} of {want} bytes (did it change while being read?)"
+    )]
+    Short { path: String, got: u64, want: u64 },
+    #[error("{path}: the content is longer than {want} bytes (did it change while being read?)")]
+    Long { path: String, want: u64 },
+    #[error("{path}: cannot read the content: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("the image is too large for EROFS: {0}")]
+    TooLarge(String),
+    #[error("cannot write the image: {0}")]
+    Write(#[source] io::Error),
+}
+
+fn shown(path: &[u8]) -> String {
+    if path.is_empty() {
+        return "/".into();
+    }
+    String::from_utf8_lossy(path).into_owned()
+}
+
+fn unrepresentable(path: &[u8], reason: impl Into<String>) -> ErofsError {
+    ErofsError::Unrepresentable {
+        path: shown(path),
+        reason: reason.into(),
+    }
+}
+
+fn too_large() -> ErofsError {
+    ErofsError::TooLarge("more than 2^32 blocks of 4 KiB".into())
+}
+
+/// An inode's metadata, validated.
+#[derive(Clone)]
+struct Attrs {
+    /// Permission bits (with setuid, setgid, sticky), without the type.
+    mode: u16,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+    /// The encoded inline xattr area (header and entries), empty without xattrs.
+    xattrs: Vec<u8>,
+}
+
+/// Where an inode was written: in the `index`th metadata block at `offset`, or at a nid.
+#[derive(Clone, Copy)]
+enum Loc {
+    Meta { index: usize, offset: usize },
+    Nid(u64),
+}
+
+/// A file, symlink, device or fifo: already written.
+struct Leaf {
+    loc: Loc,
+    file_type: u8,
+    /// The link count written and whether the inode is extended (where the count sits).
+    nlink: u32,
+    extended: bool,
+}
+
+enum Body {
+    Dir(BTreeMap<Vec<u8>, usize>),
+    Leaf(Leaf),
+}
+
+struct Node {
+    /// Only used for directories (leaves are encoded when added).
+    attrs: Option<Attrs>,
+    body: Body,
+}
+
+/// Reads until `buf` is full or the content ends; returns how much was read.
+fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn put16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn put32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn put64(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+const fn crc32c_table() -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CRC32C: [u32; 256] = crc32c_table();
+
+/// CRC32C (Castagnoli) of `data` from `crc`, without the final inversion: what Linux's
+/// `crc32c(~0, ...)` returns and what the superblock checksum holds.
+fn crc32c_raw(mut crc: u32, data: &[u8]) -> u32 {
+    for &b in data {
+        crc = CRC32C[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+fn round32(n: usize) -> usize {
+    n.div_ceil(32) * 32
+}
+
+/// The fields an inode core needs.
+struct Core {
+    format_layout: u16,
+    mode: u16,
+    nlink: u32,
+    size: u64,
+    /// Block address, or the device number.
+    u: u32,
+    ino: u32,
+    uid: u32,
+    gid: u32,
+    mtime: u64,
+}
+
+/// Whether an inode with these fields needs the extended form.
+fn needs_extended(a: &Attrs, nlink: u64, size: u64, build_time: u64) -> bool {
+    a.uid > u32::from(u16::MAX)
+        || a.gid > u32::from(u16::MAX)
+        || nlink > u64::from(u16::MAX)
+        || size > u64::from(u32::MAX)
+        || a.mtime != build_time
+}
+
+/// Appends an inode core (compact or extended) and the xattr area to `b`.
+fn encode_core(b: &mut Vec<u8>, c: &Core, extended: bool, xattrs: &[u8]) {
+    // The xattr area is at least the 12-byte header; its length was checked to fit.
+    let icount = if xattrs.is_empty() {
+        0
+    } else {
+        ((xattrs.len() - XATTR_HEADER_LEN) / 4 + 1) as u16
+    };
+    if extended {
+        put16(b, 1 | (c.format_layout << 1));
+        put16(b, icount);
+        put16(b, c.mode);
+        put16(b, 0);
+        put64(b, c.size);
+        put32(b, c.u);
+        put32(b, c.ino);
+        put32(b, c.uid);
+        put32(b, c.gid);
+        put64(b, c.mtime);
+        put32(b, 0);
+        put32(b, c.nlink);
+        b.extend_from_slice(&[0; 16]);
+    } else {
+        // needs_extended() was false: these fit.
+        put16(b, c.format_layout << 1);
+        put16(b, icount);
+        put16(b, c.mode);
+        put16(b, c.nlink as u16);
+        put32(b, c.size as u32);
+        put32(b, 0);
+        put32(b, c.u);
+        put32(b, c.ino);
+        put16(b, c.uid as u16);
+        put16(b, c.gid as u16);
+        put32(b, 0);
+    }
+    b.extend_from_slice(xattrs);
+}
+
+/// A directory entry: name, nid, file type.
+type Dirent<'a> = (&'a [u8], u64, u8);
+
+/// A directory's listing split into blocks: each block's entries (name, nid, type).
+fn listing_blocks(entries: &[Dirent<'_>]) -> Vec<Vec<u8>> {
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let mut j = i;
+        let mut used = 0;
+        while j < entries.len() && used + DIRENT_LEN + entries[j].0.len() <= BLOCK {
+            used += DIRENT_LEN + entries[j].0.len();
+            j += 1;
+        }
+        // A name is at most 255 bytes, so every block takes at least one entry.
+        let j = j.max(i + 1);
+        let mut b = Vec::with_capacity(used);
+        let mut nameoff = DIRENT_LEN * (j - i);
+        for &(name, nid, ft) in &entries[i..j] {
+            put64(&mut b, nid);
+            put16(&mut b, nameoff as u16);
+            b.push(ft);
+            b.push(0);
+            nameoff += name.len();
+        }
+        for &(name, ..) in &entries[i..j] {
+            b.extend_from_slice(name);
+        }
+        blocks.push(b);
+        i = j;
+    }
+    blocks
+}
+
+/// A directory's size and layout, decided before any nid is known.
+struct DirPlan {
+    node: usize,
+    parent: usize,
+    nlink: u32,
+    size: u64,
+    extended: bool,
+    inline: bool,
+    /// Blocks of the listing stored as data blocks.
+    data_blocks: u64,
+    nid: u64,
+    blkaddr: u32,
+    ino: u32,
+}
+
+/// Writes an uncompressed EROFS image to `W`, starting at its position when
+/// [`ErofsWriter::new`] is called. `W` should be buffered (a `BufWriter<File>`): the writer
+/// issues one write per 128 KiB of file data and per metadata block.
+pub(crate) struct ErofsWriter<W: Write + Seek> {
+    out: W,
+    /// Where the image starts in `out`.
+    base: u64,
+    /// Blocks written so far (the next block's address).
+    blocks: u32,
+    build_time: u64,
+    nodes: Vec<Node>,
+    /// The metadata block being filled and the addresses of those written.
+    meta: Vec<u8>,
+    meta_blocks: Vec<u32>,
+    /// The next inode number (`i_ino`, for 32-bit `stat`).
+    next_ino: u32,
+    buf: Vec<u8>,
+}
+
+const ROOT: usize = 0;
+
+impl<W: Write + Seek> ErofsWriter<W> {
+    /// A writer whose entries' mtimes are clamped to `epoch` (negative means 0), which is
+    /// also the image's build time. Reserves block 0 for the superblock and the root.
+    pub(crate) fn new(mut out: W, epoch: i64) -> Result<Self, ErofsError> {
+        let base = out.stream_position().map_err(ErofsError::Write)?;
+        let build_time = u64::try_from(epoch.max(0)).unwrap_or(0);
+        let mut w = Self {
+            out,
+            base,
+            blocks: 0,
+            build_time,
+            nodes: vec![Node {
+                attrs: Some(Attrs {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    mtime: build_time,
+                    xattrs: Vec::new(),
+                }),
+                body: Body::Dir(BTreeMap::new()),
+            }],
+            meta: Vec::with_capacity(BLOCK),
+            meta_blocks: Vec::new(),
+            next_ino: 1,
+            buf: vec![0; CHUNK],
+        };
+        w.put_block(&[])?;
+        Ok(w)
+    }
+
+    /// The root directory's metadata (0755, root:root, `epoch`, no xattrs unless set here).
+    pub(crate) fn root(&mut self, meta: &EntryMeta) -> Result<(), ErofsError> {
+        let attrs = self.attrs(b"", meta)?;
+        if EXTENDED_LEN + attrs.xattrs.len() > BLOCK - ROOT_OFFSET {
+            return Err(unrepresentable(
+                b"",
+                format!(
+                    "the root's extended attributes take {} bytes; at most {} fit",
+                    attrs.xattrs.len(),
+                    BLOCK - ROOT_OFFSET - EXTENDED_LEN
+                ),
+            ));
+        }
+        self.nodes[ROOT].attrs = Some(attrs);
+        Ok(())
+    }
+
+    pub(crate) fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
+        let attrs = self.attrs(path, meta)?;
+        let (parent, name) = self.parent(path)?;
+        if let Some(&existing) = self.children(parent).get(name)
+            && matches!(self.nodes[existing].body, Body::Dir(_))
+        {
+            self.nodes[existing].attrs = Some(attrs);
+            return Ok(());
+        }
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            attrs: Some(attrs),
+            body: Body::Dir(BTreeMap::new()),
+        });
+        self.link(parent, name.to_vec(), id);
+        Ok(())
+    }
+
+    pub(crate) fn symlink(
+        &mut self,
+        path: &[u8],
+        target: &[u8],
+        meta: &EntryMeta,
+    ) -> Result<(), ErofsError> {
+        if target.is_empty() || target.contains(&0) || target.len() > MAX_SYMLINK {
+            return Err(unrepresentable(
+                path,
+                format!(
+                    "a symlink target must be 1 to {MAX_SYMLINK} bytes without NUL bytes \
+                     (it has {} bytes)",
+                    target.len()
+                ),
+            ));
+        }
+        let attrs = self.attrs(path, meta)?;
+        let place = self.parent(path)?;
+        let mut content = target;
+        let leaf = self.leaf(
+            path,
+            &attrs,
+            S_IFLNK,
+            FT_SYMLINK,
+            1,
+            target.len() as u64,
+            &mut content,
+            0,
+        )?;
+        self.add_leaf(&[place], leaf);
+        Ok(())
+    }
+
+    pub(crate) fn device(
+        &mut self,
+        path: &[u8],
+        block: bool,
+        (major, minor): (u32, u32),
+        meta: &EntryMeta,
+    ) -> Result<(), ErofsError> {
+        if major > 0xfff || minor > 0xf_ffff {
+            return Err(unrepresentable(
+                path,
+                format!(
+                    "device {major}:{minor}: EROFS holds majors up to 4095 and minors up to \
+                     1048575"
+                ),
+            ));
+        }
+        let rdev = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
+        let attrs = self.attrs(path, meta)?;
+        let place = self.parent(path)?;
+        let (kind, ft) = if block {
+            (S_IFBLK, FT_BLK)
+        } else {
+            (S_IFCHR, FT_CHR)
+        };
+        let leaf = self.leaf(path, &attrs, kind, ft, 1, 0, &mut io::empty(), rdev)?;
+        self.add_leaf(&[place], leaf);
+        Ok(())
+    }
+
+    pub(crate) fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
+        let attrs = self.attrs(path, meta)?;
+        let place = self.parent(path)?;
+        let leaf = self.leaf(path, &attrs, S_IFIFO, FT_FIFO, 1, 0, &mut io::empty(), 0)?;
+        self.add_leaf(&[place], leaf);
+        Ok(())
+    }
+
+    /// A regular file under `paths` (hard links when more than one); `content` must yield
+    /// exactly `size` bytes, which are written now.
+    pub(crate) fn file(
+        &mut self,
+        paths: &[&[u8]],
+        meta: &EntryMeta,
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<(), ErofsError> {
+        let shown_path = paths.first().copied().unwrap_or(b"(unnamed file)");
+        let attrs = self.attrs(shown_path, meta)?;
+        let mut places = Vec::with_capacity(paths.len());
+        for path in paths {
+            places.push(self.parent(path)?);
+        }
+        let distinct: BTreeSet<(usize, &[u8])> = places.iter().copied().collect();
+        let nlink = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
+        let leaf = self.leaf(shown_path, &attrs, S_IFREG, FT_REG, nlink, size, content, 0)?;
+        self.add_leaf(&places, leaf);
+        Ok(())
+    }
+
+    fn add_leaf(&mut self, places: &[(usize, &[u8])], leaf: Leaf) {
+        let id = self.nodes.len();
+        self.nodes.push(Node {
+            attrs: None,
+            body: Body::Leaf(leaf),
+        });
+        for &(parent, name) in places {
+            self.link(parent, name.to_vec(), id);
+        }
+    }
+
+    /// Streams `size` bytes of `content` out (full blocks, and the tail when it is not
+    /// inline) and writes the inode; `u` is the device number of a device.
+    #[allow(clippy::too_many_arguments)]
+    fn leaf(
+        &mut self,
+        path: &[u8],
+        attrs: &Attrs,
+        kind: u16,
+        file_type: u8,
+        nlink: u32,
+        size: u64,
+        content: &mut dyn Read,
+        u: u32,
+    ) -> Result<Leaf, ErofsError> {
+        let read_err = |source| ErofsError::Read {
+            path: shown(path),
+            source,
+        };
+        let short = |got| ErofsError::Short {
+            path: shown(path),
+            got,
+            want: size,
+        };
+        let extended = needs_extended(attrs, u64::from(nlink), size, self.build_time);
+        let isize = if extended { EXTENDED_LEN } else { COMPACT_LEN } + attrs.xattrs.len();
+        let tail = (size % BLOCK_U64) as usize;
+        let inline = tail != 0 && isize + tail <= BLOCK;
+        let full = size / BLOCK_U64;
+        let data_blocks = full + u64::from(tail != 0 && !inline);
+        let start = self.blocks;
+        if u64::from(start) + data_blocks + 2 > u64::from(u32::MAX) {
+            return Err(too_large());
+        }
+
+        let mut done: u64 = 0;
+        let full_bytes = full * BLOCK_U64;
+        while done < full_bytes {
+            let len = usize::try_from((full_bytes - done).min(CHUNK as u64)).unwrap_or(CHUNK);
+            let got = fill(content, &mut self.buf[..len]).map_err(read_err)?;
+            if got < len {
+                return Err(short(done + got as u64));
+            }
+            self.out
+                .write_all(&self.buf[..len])
+                .map_err(ErofsError::Write)?;
+            self.blocks += (len / BLOCK) as u32;
+            done += len as u64;
+        }
+        let got = fill(content, &mut self.buf[..tail]).map_err(read_err)?;
+        if got < tail {
+            return Err(short(done + got as u64));
+        }
+        let mut one = [0u8; 1];
+        if fill(content, &mut one).map_err(read_err)? != 0 {
+            return Err(ErofsError::Long {
+                path: shown(path),
+                want: size,
+            });
+        }
+        if tail != 0 && !inline {
+            self.buf[tail..BLOCK].fill(0);
+            self.out
+                .write_all(&self.buf[..BLOCK])
+                .map_err(ErofsError::Write)?;
+            self.blocks += 1;
+        }
+
+        let ino = self.ino()?;
+        let core = Core {
+            format_layout: if inline {
+                LAYOUT_FLAT_INLINE
+            } else {
+                LAYOUT_FLAT_PLAIN
+            },
+            mode: kind | attrs.mode,
+            nlink,
+            size,
+            u: if kind == S_IFCHR || kind == S_IFBLK {
+                u
+            } else if data_blocks == 0 {
+                if inline { NULL_ADDR } else { 0 }
+            } else {
+                start
+            },
+            ino,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            mtime: attrs.mtime,
+        };
+        let mut b = Vec::with_capacity(isize + tail);
+        encode_core(&mut b, &core, extended, &attrs.xattrs);
+        if inline {
+            b.extend_from_slice(&self.buf[..tail]);
+        }
+        let loc = self.place(&b)?;
+        Ok(Leaf {
+            loc,
+            file_type,
+            nlink,
+            extended,
+        })
+    }
+
+    fn ino(&mut self) -> Result<u32, ErofsError> {
+        let ino = self.next_ino;
+        self.next_ino = ino
+            .checked_add(1)
+            .ok_or_else(|| ErofsError::TooLarge("more than 2^32 inodes".into()))?;
+        Ok(ino)
+    }
+
+    /// Puts an inode (with its inline tail) in the metadata block being filled, or starts a
+    /// new one; an inode larger than a block (large xattrs, no tail) gets blocks of its own.
+    fn place(&mut self, inode: &[u8]) -> Result<Loc, ErofsError> {
+        let at = round32(self.meta.len());
+        if at + inode.len() <= BLOCK {
+            self.meta.resize(at, 0);
+            self.meta.extend_from_slice(inode);
+            return Ok(Loc::Meta {
+                index: self.meta_blocks.len(),
+                offset: at,
+            });
+        }
+        if inode.len() <= BLOCK {
+            self.flush_meta()?;
+            self.meta.extend_from_slice(inode);
+            return Ok(Loc::Meta {
+                index: self.meta_blocks.len(),
+                offset: 0,
+            });
+        }
+        let nid = u64::from(self.blocks) * (BLOCK_U64 / 32);
+        for chunk in inode.chunks(BLOCK) {
+            self.put_block(chunk)?;
+        }
+        Ok(Loc::Nid(nid))
+    }
+
+    /// Writes the metadata block being filled, if any.
+    fn flush_meta(&mut self) -> Result<(), ErofsError> {
+        if self.meta.is_empty() {
+            return Ok(());
+        }
+        let addr = self.blocks;
+        let meta = std::mem::take(&mut self.meta);
+        self.put_block(&meta)?;
+        self.meta = meta;
+        self.meta.clear();
+        self.meta_blocks.push(addr);
+        Ok(())
+    }
+
+    /// Writes `bytes` (at most a block) as one block, zero-padded.
+    fn put_block(&mut self, bytes: &[u8]) -> Result<(), ErofsError> {
+        let next = self.blocks.checked_add(1).ok_or_else(too_large)?;
+        let mut pad = [0u8; BLOCK];
+        let len = bytes.len().min(BLOCK);
+        pad[..len].copy_from_slice(&bytes[..len]);
+        self.out.write_all(&pad).map_err(ErofsError::Write)?;
+        self.blocks = next;
+        Ok(())
+    }
+
+    fn nid(&self, loc: Loc) -> Result<u64, ErofsError> {
+        match loc {
+            Loc::Nid(n) => Ok(n),
+            Loc::Meta { index, offset } => {
+                let addr = self.meta_blocks.get(index).ok_or_else(|| {
+                    ErofsError::TooLarge("internal: a metadata block was not written".into())
+                })?;
+                Ok((u64::from(*addr) * BLOCK_U64 + offset as u64) / 32)
+            }
+        }
+    }
+
+    /// Writes the directories, the superblock and the root inode; returns the output,
+    /// positioned at the end of the image.
+    pub(crate) fn finish(mut self) -> Result<W, ErofsError> {
+        self.flush_meta()?;
+        let nodes = std::mem::take(&mut self.nodes);
+        let n = nodes.len();
+
+        // Reachable directories breadth-first, link counts of everything reachable.
+        let mut links = vec![0u64; n];
+        let mut order: Vec<DirPlan> = Vec::new();
+        let mut dir_nids = vec![0u64; n];
+        let mut queue = VecDeque::from([(ROOT, ROOT)]);
+        let mut inodes: u64 = 0;
+        while let Some((d, parent)) = queue.pop_front() {
+            let Body::Dir(children) = &nodes[d].body else {
+                continue;
+            };
+            inodes += 1;
+            let mut subdirs: u64 = 0;
+            for &c in children.values() {
+                match nodes[c].body {
+                    Body::Dir(_) => {
+                        subdirs += 1;
+                        queue.push_back((c, d));
+                    }
+                    Body::Leaf(_) => {
+                        if links[c] == 0 {
+                            inodes += 1;
+                        }
+                        links[c] += 1;
+                    }
+                }
+            }
+            order.push(DirPlan {
+                node: d,
+                parent,
+                nlink: u32::try_from(subdirs + 2).map_err(|_| {
+                    ErofsError::TooLarge("a directory with more than 2^32 subdirectories".into())
+                })?,
+                size: 0,
+                extended: false,
+                inline: false,
+                data_blocks: 0,
+                nid: 0,
+                blkaddr: NULL_ADDR,
+                ino: 0,
+            });
+        }
+
+        // Sizes and layouts, then places: the root in block 0, the other directories'
+        // inodes packed from the next block, then their listings' data blocks.
+        let region_start = u64::from(self.blocks);
+        let mut cursor: usize = 0;
+        let mut region_len: u64 = 0;
+        for (i, plan) in order.iter_mut().enumerate() {
+            let entries = self.entries(&nodes, &dir_nids, plan.node, plan.parent)?;
+            let blocks = listing_blocks(&entries);
+            let last = blocks.last().map_or(0, Vec::len);
+            plan.size = (blocks.len().saturating_sub(1) * BLOCK + last) as u64;
+            let attrs = dir_attrs(&nodes[plan.node])?;
+            plan.extended =
+                needs_extended(attrs, u64::from(plan.nlink), plan.size, self.build_time);
+            let isize = if plan.extended {
+                EXTENDED_LEN
+            } else {
+                COMPACT_LEN
+            } + attrs.xattrs.len();
+            let tail = (plan.size % BLOCK_U64) as usize;
+            let room = if i == 0 { BLOCK - ROOT_OFFSET } else { BLOCK };
+            plan.inline = tail != 0 && isize + tail <= room;
+            plan.data_blocks = plan.size.div_ceil(BLOCK_U64) - u64::from(plan.inline);
+            plan.ino = if i == 0 { 0 } else { self.ino()? };
+            let need = isize + if plan.inline { tail } else { 0 };
+            if i == 0 {
+                if need > room {
+                    return Err(unrepresentable(
+                        b"",
+                        "the root's inode does not fit block 0",
+                    ));
+                }
+                plan.nid = ROOT_NID;
+                continue;
+            }
+            let within = cursor % BLOCK;
+            if within != 0 && within + need > BLOCK {
+                cursor += BLOCK - within;
+            }
+            plan.nid = (region_start * BLOCK_U64 + cursor as u64) / 32;
+            cursor += round32(need);
+            region_len = cursor as u64;
+        }
+        let region_blocks = region_len.div_ceil(BLOCK_U64);
+        let mut next = region_start + region_blocks;
+        for plan in &mut order {
+            if plan.data_blocks > 0 {
+                plan.blkaddr = u32::try_from(next).map_err(|_| too_large())?;
+                next += plan.data_blocks;
+            }
+        }
+        let end = u32::try_from(next).map_err(|_| too_large())?;
+
+        for plan in &order {
+            dir_nids[plan.node] = plan.nid;
+        }
+
+        // Encode the directory inodes into block 0 and the region.
+        let mut block0 = vec![0u8; BLOCK];
+        let region_cap = usize::try_from(region_blocks * BLOCK_U64).map_err(|_| too_large())?;
+        let mut region = vec![0u8; region_cap];
+        let mut b = Vec::with_capacity(BLOCK);
+        for plan in &order {
+            let attrs = dir_attrs(&nodes[plan.node])?;
+            let entries = self.entries(&nodes, &dir_nids, plan.node, plan.parent)?;
+            let blocks = listing_blocks(&entries);
+            b.clear();
+            encode_core(
+                &mut b,
+                &Core {
+                    format_layout: if plan.inline {
+                        LAYOUT_FLAT_INLINE
+                    } else {
+                        LAYOUT_FLAT_PLAIN
+                    },
+                    mode: S_IFDIR | attrs.mode,
+                    nlink: plan.nlink,
+                    size: plan.size,
+                    u: plan.blkaddr,
+                    ino: plan.ino,
+                    uid: attrs.uid,
+                    gid: attrs.gid,
+                    mtime: attrs.mtime,
+                },
+                plan.extended,
+                &attrs.xattrs,
+            );
+            if plan.inline
+                && let Some(last) = blocks.last()
+            {
+                b.extend_from_slice(last);
+            }
+            let (dest, at) = if plan.node == ROOT {
+                (&mut block0, ROOT_OFFSET)
+            } else {
+                let at = plan.nid * 32 - region_start * BLOCK_U64;
+                (&mut region, usize::try_from(at).map_err(|_| too_large())?)
+            };
+            let slot = dest.get_mut(at..at + b.len()).ok_or_else(|| {
+                ErofsError::TooLarge("internal: a directory inode is out of place".into())
+            })?;
+            slot.copy_from_slice(&b);
+        }
+        self.out.write_all(&region).map_err(ErofsError::Write)?;
+        self.blocks = u32::try_from(region_start + region_blocks).map_err(|_| too_large())?;
+        drop(region);
+
+        // The listings' data blocks.
+        for plan in &order {
+            if plan.data_blocks == 0 {
+                continue;
+            }
+            let entries = self.entries(&nodes, &dir_nids, plan.node, plan.parent)?;
+            let blocks = listing_blocks(&entries);
+            let count = usize::try_from(plan.data_blocks).unwrap_or(usize::MAX);
+            for block in blocks.iter().take(count) {
+                self.put_block(block)?;
+            }
+        }
+        if self.blocks != end {
+            return Err(ErofsError::TooLarge(
+                "internal: the directory blocks do not add up".into(),
+            ));
+        }
+
+        // Link counts of files that lost names to later entries.
+        for (i, node) in nodes.iter().enumerate() {
+            let Body::Leaf(leaf) = &node.body else {
+                continue;
+            };
+            if links[i] == 0 || links[i] == u64::from(leaf.nlink) {
+                continue;
+            }
+            let at = self.nid(leaf.loc)? * 32 + if leaf.extended { 44 } else { 6 };
+            self.out
+                .seek(SeekFrom::Start(self.base + at))
+                .map_err(ErofsError::Write)?;
+            // links[i] < leaf.nlink, which fit.
+            let bytes = if leaf.extended {
+                (links[i] as u32).to_le_bytes().to_vec()
+            } else {
+                (links[i] as u16).to_le_bytes().to_vec()
+            };
+            self.out.write_all(&bytes).map_err(ErofsError::Write)?;
+        }
+
+        // The superblock, checksummed with the root inode that shares its block.
+        let mut sb = Vec::with_capacity(SUPER_LEN);
+        put32(&mut sb, MAGIC);
+        put32(&mut sb, 0);
+        put32(&mut sb, FEATURE_COMPAT_SB_CHKSUM | FEATURE_COMPAT_MTIME);
+        sb.push(BLOCK_BITS);
+        sb.push(0);
+        put16(&mut sb, ROOT_NID as u16);
+        put64(&mut sb, inodes);
+        put64(&mut sb, self.build_time);
+        put32(&mut sb, 0);
+        put32(&mut sb, end);
+        put32(&mut sb, 0);
+        put32(&mut sb, 0);
+        sb.resize(SUPER_LEN, 0);
+        block0[SUPER_OFFSET..SUPER_OFFSET + SUPER_LEN].copy_from_slice(&sb);
+        let crc = crc32c_raw(!0, &block0[SUPER_OFFSET..]);
+        block0[SUPER_OFFSET + 4..SUPER_OFFSET + 8].copy_from_slice(&crc.to_le_bytes());
+        self.out
+            .seek(SeekFrom::Start(self.base))
+            .map_err(ErofsError::Write)?;
+        self.out.write_all(&block0).map_err(ErofsError::Write)?;
+        self.out
+            .seek(SeekFrom::Start(self.base + u64::from(end) * BLOCK_U64))
+            .map_err(ErofsError::Write)?;
+        self.out.flush().map_err(ErofsError::Write)?;
+        Ok(self.out)
+    }
+
+    /// A directory's entries in name order, `.` and `..` included; `dir_nids` has the nids
+    /// of the directories (zeros while only the sizes matter).
+    fn entries<'a>(
+        &self,
+        nodes: &'a [Node],
+        dir_nids: &[u64],
+        dir: usize,
+        parent: usize,
+    ) -> Result<Vec<Dirent<'a>>, ErofsError> {
+        let Body::Dir(children) = &nodes[dir].body else {
+            return Ok(Vec::new());
+        };
+        let mut v = Vec::with_capacity(children.len() + 2);
+        v.push((b".".as_slice(), dir_nids[dir], FT_DIR));
+        v.push((b"..".as_slice(), dir_nids[parent], FT_DIR));
+        for (name, &c) in children {
+            let (nid, ft) = match &nodes[c].body {
+                Body::Dir(_) => (dir_nids[c], FT_DIR),
+                Body::Leaf(l) => (self.nid(l.loc)?, l.file_type),
+            };
+            v.push((name.as_slice(), nid, ft));
+        }
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        Ok(v)
+    }
+
+    /// Validates `meta` for `path`.
+    fn attrs(&self, path: &[u8], meta: &EntryMeta) -> Result<Attrs, ErofsError> {
+        let id = |v: u64, what: &str| {
+            u32::try_from(v).map_err(|_| {
+                unrepresentable(path, format!("{what} {v} does not fit in EROFS's 32 bits"))
+            })
+        };
+        let uid = id(meta.uid, "uid")?;
+        let gid = id(meta.gid, "gid")?;
+        let mtime = u64::try_from(meta.mtime.max(0))
+            .unwrap_or(0)
+            .min(self.build_time);
+        let mut xattrs = Vec::new();
+        if !meta.xattrs.is_empty() {
+            xattrs.resize(XATTR_HEADER_LEN, 0);
+            for (name, value) in &meta.xattrs {
+                let Some((index, rest)) = XATTR_PREFIXES
+                    .iter()
+                    .find_map(|(p, k)| name.strip_prefix(p).map(|rest| (*k, rest)))
+                else {
+                    return Err(unrepresentable(
+                        path,
+                        format!(
+                            "extended attribute {name:?}: this writer only holds user., \
+                             trusted. and security. attributes"
+                        ),
+                    ));
+                };
+                let (Ok(name_len), false) = (u8::try_from(rest.len()), rest.is_empty()) else {
+                    return Err(unrepresentable(
+                        path,
+                        format!("extended attribute {name:?}: not a usable name"),
+                    ));
+                };
+                let Ok(value_len) = u16::try_from(value.len()) else {
+                    return Err(unrepresentable(
+                        path,
+                        format!(
+                            "extended attribute {name:?}: the value is {} bytes, EROFS holds \
+                             at most 65535",
+                            value.len()
+                        ),
+                    ));
+                };
+                xattrs.push(name_len);
+                xattrs.push(index);
+                put16(&mut xattrs, value_len);
+                xattrs.extend_from_slice(rest.as_bytes());
+                xattrs.extend_from_slice(value);
+                xattrs.resize(xattrs.len().div_ceil(4) * 4, 0);
+            }
+            if (xattrs.len() - XATTR_HEADER_LEN) / 4 + 1 > usize::from(u16::MAX) {
+                return Err(unrepresentable(
+                    path,
+                    format!(
+                        "the extended attributes take {} bytes, more than an inode holds",
+                        xattrs.len()
+                    ),
+                ));
+            }
+        }
+        Ok(Attrs {
+            mode: (meta.mode & 0o7777) as u16,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        })
+    }
+
+    /// The directory that holds `path`, and `path`'s last component.
+    fn parent<'p>(&self, path: &'p [u8]) -> Result<(usize, &'p [u8]), ErofsError> {
+        let mut parts = path.split(|&b| b == b'/');
+        let mut last = parts.next().unwrap_or_default();
+        let mut dir = ROOT;
+        let check = |name: &[u8]| {
+            if name.is_empty() || name == b"." || name == b".." || name.contains(&0) {
+                return Err(unrepresentable(
+                    path,
+                    "not a usable path (empty, `.` or `..` component, or a NUL byte)",
+                ));
+            }
+            if name.len() > MAX_NAME {
+                return Err(unrepresentable(
+                    path,
+                    format!("a name longer than {MAX_NAME} bytes"),
+                ));
+            }
+            Ok(())
+        };
+        check(last)?;
+        for next in parts {
+            check(next)?;
+            dir = match self.children(dir).get(last) {
+                Some(&c) if matches!(self.nodes[c].body, Body::Dir(_)) => c,
+                _ => return Err(ErofsError::NoParent { path: shown(path) }),
+            };
+            last = next;
+        }
+        Ok((dir, last))
+    }
+
+    fn children(&self, dir: usize) -> &BTreeMap<Vec<u8>, usize> {
+        static EMPTY: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+        match &self.nodes[dir].body {
+            Body::Dir(c) => c,
+            Body::Leaf(_) => &EMPTY,
+        }
+    }
+
+    fn link(&mut self, parent: usize, name: Vec<u8>, id: usize) {
+        if let Body::Dir(c) = &mut self.nodes[parent].body {
+            c.insert(name, id);
+        }
+    }
+}
+
+fn dir_attrs(node: &Node) -> Result<&Attrs, ErofsError> {
+    node.attrs
+        .as_ref()
+        .ok_or_else(|| ErofsError::TooLarge("internal: a directory without metadata".into()))
+}
+
+impl<W: Write + Seek> crate::bootsplit::RootWriter for ErofsWriter<W> {
+    type Error = ErofsError;
+    fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
+        ErofsWriter::dir(self, path, meta)
+    }
+    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
+        ErofsWriter::symlink(self, path, target, meta)
+    }
+    fn device(
+        &mut self,
+        path: &[u8],
+        block: bool,
+        dev: (u32, u32),
+        meta: &EntryMeta,
+    ) -> Result<(), ErofsError> {
+        ErofsWriter::device(self, path, block, dev, meta)
+    }
+    fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
+        ErofsWriter::fifo(self, path, meta)
+    }
+    fn file(
+        &mut self,
+        names: &[&[u8]],
+        meta: &EntryMeta,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<(), ErofsError> {
+        ErofsWriter::file(self, names, meta, size, data)
+    }
+}
+
+#[cfg(test)]
+#[path = "erofs/tests.rs"]
+mod tests;
