@@ -5,7 +5,7 @@
 //! newc cpio, a SquashFS image or an EROFS image.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -13,9 +13,8 @@ use oxkit_store::layer::EntryMeta;
 
 use crate::cpio::{CpioError, CpioMeta, CpioWriter};
 use crate::emit::Sink;
-use crate::erofs::{ErofsError, ErofsWriter};
 use crate::error::{Error, Result};
-use crate::squashfs::{SquashfsError, SquashfsWriter};
+use crate::imagefs::{ImageError, ImageWriter};
 
 /// A root file system image being written: what [`BootSplit`] passes on.
 pub(crate) trait RootWriter {
@@ -80,42 +79,6 @@ impl<W: Write> RootWriter for CpioWriter<W> {
     }
 }
 
-impl<W: Write + Seek> RootWriter for SquashfsWriter<W> {
-    type Error = SquashfsError;
-    fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), SquashfsError> {
-        SquashfsWriter::dir(self, path, meta)
-    }
-    fn symlink(
-        &mut self,
-        path: &[u8],
-        target: &[u8],
-        meta: &EntryMeta,
-    ) -> Result<(), SquashfsError> {
-        SquashfsWriter::symlink(self, path, target, meta)
-    }
-    fn device(
-        &mut self,
-        path: &[u8],
-        block: bool,
-        dev: (u32, u32),
-        meta: &EntryMeta,
-    ) -> Result<(), SquashfsError> {
-        SquashfsWriter::device(self, path, block, dev, meta)
-    }
-    fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), SquashfsError> {
-        SquashfsWriter::fifo(self, path, meta)
-    }
-    fn file(
-        &mut self,
-        names: &[&[u8]],
-        meta: &EntryMeta,
-        size: u64,
-        data: &mut dyn Read,
-    ) -> Result<(), SquashfsError> {
-        SquashfsWriter::file(self, names, meta, size, data)
-    }
-}
-
 /// A root file system image in a file (`kernel+squashfs`'s, `kernel+erofs`'s): made with the
 /// root directory's metadata, written through [`RootWriter`], finished into its output.
 pub(crate) trait RootImage: RootWriter + Sized {
@@ -124,24 +87,13 @@ pub(crate) trait RootImage: RootWriter + Sized {
     fn finish_image(self) -> Result<BufWriter<File>, Self::Error>;
 }
 
-impl RootImage for SquashfsWriter<BufWriter<File>> {
-    fn create(out: BufWriter<File>, epoch: i64, root: &EntryMeta) -> Result<Self, SquashfsError> {
-        let mut w = SquashfsWriter::new(out, epoch)?;
+impl<T: ImageWriter<BufWriter<File>>> RootImage for T {
+    fn create(out: BufWriter<File>, epoch: i64, root: &EntryMeta) -> Result<Self, ImageError> {
+        let mut w = T::new(out, epoch)?;
         w.root(root)?;
         Ok(w)
     }
-    fn finish_image(self) -> Result<BufWriter<File>, SquashfsError> {
-        self.finish()
-    }
-}
-
-impl RootImage for ErofsWriter<BufWriter<File>> {
-    fn create(out: BufWriter<File>, epoch: i64, root: &EntryMeta) -> Result<Self, ErofsError> {
-        let mut w = ErofsWriter::new(out, epoch)?;
-        w.root(root)?;
-        Ok(w)
-    }
-    fn finish_image(self) -> Result<BufWriter<File>, ErofsError> {
+    fn finish_image(self) -> Result<BufWriter<File>, ImageError> {
         self.finish()
     }
 }

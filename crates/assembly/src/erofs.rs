@@ -42,13 +42,19 @@
 //! layout cannot hold (ids above 2^32-1, device numbers beyond 12-bit major / 20-bit minor,
 //! names over 255 bytes, xattrs outside the three namespaces or with values over 64 KiB,
 //! images over 16 TiB) with an error naming the path. After a write error the output is
-//! unusable; after a content error ([`ErofsError::Short`], [`ErofsError::Long`],
-//! [`ErofsError::Read`]) the writer stays usable and the entry was not added.
+//! unusable; after a content error ([`ImageError::Short`], [`ImageError::Long`],
+//! [`ImageError::Read`]) the writer stays usable and the entry was not added.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use oxkit_store::layer::EntryMeta;
+
+use crate::bootsplit::RootWriter;
+use crate::imagefs::{
+    Attrs, Content, Format, ImageError, ImageWriter, Node, ROOT, Tree, check_symlink, file_path,
+    put16, put32, put64, unrepresentable,
+};
 
 const MAGIC: u32 = 0xE0F5_E1E2;
 const BLOCK: usize = 4096;
@@ -70,9 +76,6 @@ const LAYOUT_FLAT_PLAIN: u16 = 0;
 const LAYOUT_FLAT_INLINE: u16 = 2;
 
 const DIRENT_LEN: usize = 12;
-const MAX_NAME: usize = 255;
-/// Linux refuses longer symlink targets (PATH_MAX, NUL included).
-const MAX_SYMLINK: usize = 4095;
 const XATTR_HEADER_LEN: usize = 12;
 
 const FT_REG: u8 = 1;
@@ -89,59 +92,27 @@ const S_IFCHR: u16 = 0o020_000;
 const S_IFBLK: u16 = 0o060_000;
 const S_IFIFO: u16 = 0o010_000;
 
-/// Name prefixes and their EROFS name indexes.
-const XATTR_PREFIXES: [(&str, u8); 3] = [("user.", 1), ("trusted.", 4), ("security.", 6)];
-
 /// How much file data is read and written at a time (whole blocks).
 const CHUNK: usize = 32 * BLOCK;
 
-/// What went wrong writing an entry (the caller adds the output file's name).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ErofsError {
-    #[error("{path}: {reason}")]
-    Unrepresentable { path: String, reason: String },
-    #[error("{path}: the parent directory was not added before it")]
-    NoParent { path: String },
-    #[error(
-        "{path}: the content ended after {got} of {want} bytes (did it change while being read?)"
-    )]
-    Short { path: String, got: u64, want: u64 },
-    #[error("{path}: the content is longer than {want} bytes (did it change while being read?)")]
-    Long { path: String, want: u64 },
-    #[error("{path}: cannot read the content: {source}")]
-    Read { path: String, source: io::Error },
-    #[error("the image is too large for EROFS: {0}")]
-    TooLarge(String),
-    #[error("cannot write the image: {0}")]
-    Write(#[source] io::Error),
-}
+const FS: Format = Format {
+    name: "EROFS",
+    max_name: 255,
+    xattr_holder: "this writer",
+    // EROFS's name indexes.
+    xattr_codes: [1, 4, 6],
+    max_xattr_name: u8::MAX as usize,
+    max_xattr_value: u16::MAX as usize,
+    value_too_large: |len| format!("the value is {len} bytes, EROFS holds at most 65535"),
+};
 
-fn shown(path: &[u8]) -> String {
-    if path.is_empty() {
-        return "/".into();
-    }
-    String::from_utf8_lossy(path).into_owned()
-}
-
-fn unrepresentable(path: &[u8], reason: impl Into<String>) -> ErofsError {
-    ErofsError::Unrepresentable {
-        path: shown(path),
-        reason: reason.into(),
-    }
-}
-
-fn too_large() -> ErofsError {
-    ErofsError::TooLarge("more than 2^32 blocks of 4 KiB".into())
+fn too_many_blocks() -> ImageError {
+    FS.too_large("more than 2^32 blocks of 4 KiB")
 }
 
 /// An inode's metadata, validated.
-#[derive(Clone)]
-struct Attrs {
-    /// Permission bits (with setuid, setgid, sticky), without the type.
-    mode: u16,
-    uid: u32,
-    gid: u32,
-    mtime: u64,
+struct Meta {
+    attrs: Attrs,
     /// The encoded inline xattr area (header and entries), empty without xattrs.
     xattrs: Vec<u8>,
 }
@@ -162,40 +133,8 @@ struct Leaf {
     extended: bool,
 }
 
-enum Body {
-    Dir(BTreeMap<Vec<u8>, usize>),
-    Leaf(Leaf),
-}
-
-struct Node {
-    /// Only used for directories (leaves are encoded when added).
-    attrs: Option<Attrs>,
-    body: Body,
-}
-
-/// Reads until `buf` is full or the content ends; returns how much was read.
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-fn put16(v: &mut Vec<u8>, x: u16) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn put32(v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn put64(v: &mut Vec<u8>, x: u64) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
+/// Directories keep their metadata until the end; leaves are encoded when added.
+type Entry = Node<Meta, Leaf>;
 
 const fn crc32c_table() -> [u32; 256] {
     let mut t = [0u32; 256];
@@ -353,7 +292,7 @@ pub(crate) struct ErofsWriter<W: Write + Seek> {
     /// Blocks written so far (the next block's address).
     blocks: u32,
     build_time: u64,
-    nodes: Vec<Node>,
+    tree: Tree<Meta, Leaf>,
     /// The metadata block being filled and the addresses of those written.
     meta: Vec<u8>,
     meta_blocks: Vec<u32>,
@@ -362,29 +301,26 @@ pub(crate) struct ErofsWriter<W: Write + Seek> {
     buf: Vec<u8>,
 }
 
-const ROOT: usize = 0;
-
-impl<W: Write + Seek> ErofsWriter<W> {
+impl<W: Write + Seek> ImageWriter<W> for ErofsWriter<W> {
     /// A writer whose entries' mtimes are clamped to `epoch` (negative means 0), which is
     /// also the image's build time. Reserves block 0 for the superblock and the root.
-    pub(crate) fn new(mut out: W, epoch: i64) -> Result<Self, ErofsError> {
-        let base = out.stream_position().map_err(ErofsError::Write)?;
+    fn new(mut out: W, epoch: i64) -> Result<Self, ImageError> {
+        let base = out.stream_position().map_err(ImageError::Write)?;
         let build_time = u64::try_from(epoch.max(0)).unwrap_or(0);
         let mut w = Self {
             out,
             base,
             blocks: 0,
             build_time,
-            nodes: vec![Node {
-                attrs: Some(Attrs {
+            tree: Tree::new(Meta {
+                attrs: Attrs {
                     mode: 0o755,
                     uid: 0,
                     gid: 0,
                     mtime: build_time,
-                    xattrs: Vec::new(),
-                }),
-                body: Body::Dir(BTreeMap::new()),
-            }],
+                },
+                xattrs: Vec::new(),
+            }),
             meta: Vec::with_capacity(BLOCK),
             meta_blocks: Vec::new(),
             next_ino: 1,
@@ -395,7 +331,7 @@ impl<W: Write + Seek> ErofsWriter<W> {
     }
 
     /// The root directory's metadata (0755, root:root, `epoch`, no xattrs unless set here).
-    pub(crate) fn root(&mut self, meta: &EntryMeta) -> Result<(), ErofsError> {
+    fn root(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
         let attrs = self.attrs(b"", meta)?;
         if EXTENDED_LEN + attrs.xattrs.len() > BLOCK - ROOT_OFFSET {
             return Err(unrepresentable(
@@ -407,311 +343,15 @@ impl<W: Write + Seek> ErofsWriter<W> {
                 ),
             ));
         }
-        self.nodes[ROOT].attrs = Some(attrs);
+        self.tree.set_root(attrs);
         Ok(())
-    }
-
-    pub(crate) fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
-        let attrs = self.attrs(path, meta)?;
-        let (parent, name) = self.parent(path)?;
-        if let Some(&existing) = self.children(parent).get(name)
-            && matches!(self.nodes[existing].body, Body::Dir(_))
-        {
-            self.nodes[existing].attrs = Some(attrs);
-            return Ok(());
-        }
-        let id = self.nodes.len();
-        self.nodes.push(Node {
-            attrs: Some(attrs),
-            body: Body::Dir(BTreeMap::new()),
-        });
-        self.link(parent, name.to_vec(), id);
-        Ok(())
-    }
-
-    pub(crate) fn symlink(
-        &mut self,
-        path: &[u8],
-        target: &[u8],
-        meta: &EntryMeta,
-    ) -> Result<(), ErofsError> {
-        if target.is_empty() || target.contains(&0) || target.len() > MAX_SYMLINK {
-            return Err(unrepresentable(
-                path,
-                format!(
-                    "a symlink target must be 1 to {MAX_SYMLINK} bytes without NUL bytes \
-                     (it has {} bytes)",
-                    target.len()
-                ),
-            ));
-        }
-        let attrs = self.attrs(path, meta)?;
-        let place = self.parent(path)?;
-        let mut content = target;
-        let leaf = self.leaf(
-            path,
-            &attrs,
-            S_IFLNK,
-            FT_SYMLINK,
-            1,
-            target.len() as u64,
-            &mut content,
-            0,
-        )?;
-        self.add_leaf(&[place], leaf);
-        Ok(())
-    }
-
-    pub(crate) fn device(
-        &mut self,
-        path: &[u8],
-        block: bool,
-        (major, minor): (u32, u32),
-        meta: &EntryMeta,
-    ) -> Result<(), ErofsError> {
-        if major > 0xfff || minor > 0xf_ffff {
-            return Err(unrepresentable(
-                path,
-                format!(
-                    "device {major}:{minor}: EROFS holds majors up to 4095 and minors up to \
-                     1048575"
-                ),
-            ));
-        }
-        let rdev = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
-        let attrs = self.attrs(path, meta)?;
-        let place = self.parent(path)?;
-        let (kind, ft) = if block {
-            (S_IFBLK, FT_BLK)
-        } else {
-            (S_IFCHR, FT_CHR)
-        };
-        let leaf = self.leaf(path, &attrs, kind, ft, 1, 0, &mut io::empty(), rdev)?;
-        self.add_leaf(&[place], leaf);
-        Ok(())
-    }
-
-    pub(crate) fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
-        let attrs = self.attrs(path, meta)?;
-        let place = self.parent(path)?;
-        let leaf = self.leaf(path, &attrs, S_IFIFO, FT_FIFO, 1, 0, &mut io::empty(), 0)?;
-        self.add_leaf(&[place], leaf);
-        Ok(())
-    }
-
-    /// A regular file under `paths` (hard links when more than one); `content` must yield
-    /// exactly `size` bytes, which are written now.
-    pub(crate) fn file(
-        &mut self,
-        paths: &[&[u8]],
-        meta: &EntryMeta,
-        size: u64,
-        content: &mut dyn Read,
-    ) -> Result<(), ErofsError> {
-        let shown_path = paths.first().copied().unwrap_or(b"(unnamed file)");
-        let attrs = self.attrs(shown_path, meta)?;
-        let mut places = Vec::with_capacity(paths.len());
-        for path in paths {
-            places.push(self.parent(path)?);
-        }
-        let distinct: BTreeSet<(usize, &[u8])> = places.iter().copied().collect();
-        let nlink = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
-        let leaf = self.leaf(shown_path, &attrs, S_IFREG, FT_REG, nlink, size, content, 0)?;
-        self.add_leaf(&places, leaf);
-        Ok(())
-    }
-
-    fn add_leaf(&mut self, places: &[(usize, &[u8])], leaf: Leaf) {
-        let id = self.nodes.len();
-        self.nodes.push(Node {
-            attrs: None,
-            body: Body::Leaf(leaf),
-        });
-        for &(parent, name) in places {
-            self.link(parent, name.to_vec(), id);
-        }
-    }
-
-    /// Streams `size` bytes of `content` out (full blocks, and the tail when it is not
-    /// inline) and writes the inode; `u` is the device number of a device.
-    #[allow(clippy::too_many_arguments)]
-    fn leaf(
-        &mut self,
-        path: &[u8],
-        attrs: &Attrs,
-        kind: u16,
-        file_type: u8,
-        nlink: u32,
-        size: u64,
-        content: &mut dyn Read,
-        u: u32,
-    ) -> Result<Leaf, ErofsError> {
-        let read_err = |source| ErofsError::Read {
-            path: shown(path),
-            source,
-        };
-        let short = |got| ErofsError::Short {
-            path: shown(path),
-            got,
-            want: size,
-        };
-        let extended = needs_extended(attrs, u64::from(nlink), size, self.build_time);
-        let isize = if extended { EXTENDED_LEN } else { COMPACT_LEN } + attrs.xattrs.len();
-        let tail = (size % BLOCK_U64) as usize;
-        let inline = tail != 0 && isize + tail <= BLOCK;
-        let full = size / BLOCK_U64;
-        let data_blocks = full + u64::from(tail != 0 && !inline);
-        let start = self.blocks;
-        if u64::from(start) + data_blocks + 2 > u64::from(u32::MAX) {
-            return Err(too_large());
-        }
-
-        let mut done: u64 = 0;
-        let full_bytes = full * BLOCK_U64;
-        while done < full_bytes {
-            let len = usize::try_from((full_bytes - done).min(CHUNK as u64)).unwrap_or(CHUNK);
-            let got = fill(content, &mut self.buf[..len]).map_err(read_err)?;
-            if got < len {
-                return Err(short(done + got as u64));
-            }
-            self.out
-                .write_all(&self.buf[..len])
-                .map_err(ErofsError::Write)?;
-            self.blocks += (len / BLOCK) as u32;
-            done += len as u64;
-        }
-        let got = fill(content, &mut self.buf[..tail]).map_err(read_err)?;
-        if got < tail {
-            return Err(short(done + got as u64));
-        }
-        let mut one = [0u8; 1];
-        if fill(content, &mut one).map_err(read_err)? != 0 {
-            return Err(ErofsError::Long {
-                path: shown(path),
-                want: size,
-            });
-        }
-        if tail != 0 && !inline {
-            self.buf[tail..BLOCK].fill(0);
-            self.out
-                .write_all(&self.buf[..BLOCK])
-                .map_err(ErofsError::Write)?;
-            self.blocks += 1;
-        }
-
-        let ino = self.ino()?;
-        let core = Core {
-            format_layout: if inline {
-                LAYOUT_FLAT_INLINE
-            } else {
-                LAYOUT_FLAT_PLAIN
-            },
-            mode: kind | attrs.mode,
-            nlink,
-            size,
-            u: if kind == S_IFCHR || kind == S_IFBLK {
-                u
-            } else if data_blocks == 0 {
-                if inline { NULL_ADDR } else { 0 }
-            } else {
-                start
-            },
-            ino,
-            uid: attrs.uid,
-            gid: attrs.gid,
-            mtime: attrs.mtime,
-        };
-        let mut b = Vec::with_capacity(isize + tail);
-        encode_core(&mut b, &core, extended, &attrs.xattrs);
-        if inline {
-            b.extend_from_slice(&self.buf[..tail]);
-        }
-        let loc = self.place(&b)?;
-        Ok(Leaf {
-            loc,
-            file_type,
-            nlink,
-            extended,
-        })
-    }
-
-    fn ino(&mut self) -> Result<u32, ErofsError> {
-        let ino = self.next_ino;
-        self.next_ino = ino
-            .checked_add(1)
-            .ok_or_else(|| ErofsError::TooLarge("more than 2^32 inodes".into()))?;
-        Ok(ino)
-    }
-
-    /// Puts an inode (with its inline tail) in the metadata block being filled, or starts a
-    /// new one; an inode larger than a block (large xattrs, no tail) gets blocks of its own.
-    fn place(&mut self, inode: &[u8]) -> Result<Loc, ErofsError> {
-        let at = round32(self.meta.len());
-        if at + inode.len() <= BLOCK {
-            self.meta.resize(at, 0);
-            self.meta.extend_from_slice(inode);
-            return Ok(Loc::Meta {
-                index: self.meta_blocks.len(),
-                offset: at,
-            });
-        }
-        if inode.len() <= BLOCK {
-            self.flush_meta()?;
-            self.meta.extend_from_slice(inode);
-            return Ok(Loc::Meta {
-                index: self.meta_blocks.len(),
-                offset: 0,
-            });
-        }
-        let nid = u64::from(self.blocks) * (BLOCK_U64 / 32);
-        for chunk in inode.chunks(BLOCK) {
-            self.put_block(chunk)?;
-        }
-        Ok(Loc::Nid(nid))
-    }
-
-    /// Writes the metadata block being filled, if any.
-    fn flush_meta(&mut self) -> Result<(), ErofsError> {
-        if self.meta.is_empty() {
-            return Ok(());
-        }
-        let addr = self.blocks;
-        let meta = std::mem::take(&mut self.meta);
-        self.put_block(&meta)?;
-        self.meta = meta;
-        self.meta.clear();
-        self.meta_blocks.push(addr);
-        Ok(())
-    }
-
-    /// Writes `bytes` (at most a block) as one block, zero-padded.
-    fn put_block(&mut self, bytes: &[u8]) -> Result<(), ErofsError> {
-        let next = self.blocks.checked_add(1).ok_or_else(too_large)?;
-        let mut pad = [0u8; BLOCK];
-        let len = bytes.len().min(BLOCK);
-        pad[..len].copy_from_slice(&bytes[..len]);
-        self.out.write_all(&pad).map_err(ErofsError::Write)?;
-        self.blocks = next;
-        Ok(())
-    }
-
-    fn nid(&self, loc: Loc) -> Result<u64, ErofsError> {
-        match loc {
-            Loc::Nid(n) => Ok(n),
-            Loc::Meta { index, offset } => {
-                let addr = self.meta_blocks.get(index).ok_or_else(|| {
-                    ErofsError::TooLarge("internal: a metadata block was not written".into())
-                })?;
-                Ok((u64::from(*addr) * BLOCK_U64 + offset as u64) / 32)
-            }
-        }
     }
 
     /// Writes the directories, the superblock and the root inode; returns the output,
     /// positioned at the end of the image.
-    pub(crate) fn finish(mut self) -> Result<W, ErofsError> {
+    fn finish(mut self) -> Result<W, ImageError> {
         self.flush_meta()?;
-        let nodes = std::mem::take(&mut self.nodes);
+        let nodes = std::mem::take(&mut self.tree.nodes);
         let n = nodes.len();
 
         // Reachable directories breadth-first, link counts of everything reachable.
@@ -721,18 +361,18 @@ impl<W: Write + Seek> ErofsWriter<W> {
         let mut queue = VecDeque::from([(ROOT, ROOT)]);
         let mut inodes: u64 = 0;
         while let Some((d, parent)) = queue.pop_front() {
-            let Body::Dir(children) = &nodes[d].body else {
+            let Node::Dir { children, .. } = &nodes[d] else {
                 continue;
             };
             inodes += 1;
             let mut subdirs: u64 = 0;
             for &c in children.values() {
-                match nodes[c].body {
-                    Body::Dir(_) => {
+                match nodes[c] {
+                    Node::Dir { .. } => {
                         subdirs += 1;
                         queue.push_back((c, d));
                     }
-                    Body::Leaf(_) => {
+                    Node::Leaf(_) => {
                         if links[c] == 0 {
                             inodes += 1;
                         }
@@ -743,9 +383,8 @@ impl<W: Write + Seek> ErofsWriter<W> {
             order.push(DirPlan {
                 node: d,
                 parent,
-                nlink: u32::try_from(subdirs + 2).map_err(|_| {
-                    ErofsError::TooLarge("a directory with more than 2^32 subdirectories".into())
-                })?,
+                nlink: u32::try_from(subdirs + 2)
+                    .map_err(|_| FS.too_large("a directory with more than 2^32 subdirectories"))?,
                 size: 0,
                 extended: false,
                 inline: false,
@@ -766,14 +405,14 @@ impl<W: Write + Seek> ErofsWriter<W> {
             let blocks = listing_blocks(&entries);
             let last = blocks.last().map_or(0, Vec::len);
             plan.size = (blocks.len().saturating_sub(1) * BLOCK + last) as u64;
-            let attrs = dir_attrs(&nodes[plan.node])?;
+            let Meta { attrs, xattrs } = dir_meta(&nodes[plan.node])?;
             plan.extended =
                 needs_extended(attrs, u64::from(plan.nlink), plan.size, self.build_time);
             let isize = if plan.extended {
                 EXTENDED_LEN
             } else {
                 COMPACT_LEN
-            } + attrs.xattrs.len();
+            } + xattrs.len();
             let tail = (plan.size % BLOCK_U64) as usize;
             let room = if i == 0 { BLOCK - ROOT_OFFSET } else { BLOCK };
             plan.inline = tail != 0 && isize + tail <= room;
@@ -802,11 +441,11 @@ impl<W: Write + Seek> ErofsWriter<W> {
         let mut next = region_start + region_blocks;
         for plan in &mut order {
             if plan.data_blocks > 0 {
-                plan.blkaddr = u32::try_from(next).map_err(|_| too_large())?;
+                plan.blkaddr = u32::try_from(next).map_err(|_| too_many_blocks())?;
                 next += plan.data_blocks;
             }
         }
-        let end = u32::try_from(next).map_err(|_| too_large())?;
+        let end = u32::try_from(next).map_err(|_| too_many_blocks())?;
 
         for plan in &order {
             dir_nids[plan.node] = plan.nid;
@@ -814,11 +453,12 @@ impl<W: Write + Seek> ErofsWriter<W> {
 
         // Encode the directory inodes into block 0 and the region.
         let mut block0 = vec![0u8; BLOCK];
-        let region_cap = usize::try_from(region_blocks * BLOCK_U64).map_err(|_| too_large())?;
+        let region_cap =
+            usize::try_from(region_blocks * BLOCK_U64).map_err(|_| too_many_blocks())?;
         let mut region = vec![0u8; region_cap];
         let mut b = Vec::with_capacity(BLOCK);
         for plan in &order {
-            let attrs = dir_attrs(&nodes[plan.node])?;
+            let Meta { attrs, xattrs } = dir_meta(&nodes[plan.node])?;
             let entries = self.entries(&nodes, &dir_nids, plan.node, plan.parent)?;
             let blocks = listing_blocks(&entries);
             b.clear();
@@ -840,7 +480,7 @@ impl<W: Write + Seek> ErofsWriter<W> {
                     mtime: attrs.mtime,
                 },
                 plan.extended,
-                &attrs.xattrs,
+                xattrs,
             );
             if plan.inline
                 && let Some(last) = blocks.last()
@@ -851,15 +491,18 @@ impl<W: Write + Seek> ErofsWriter<W> {
                 (&mut block0, ROOT_OFFSET)
             } else {
                 let at = plan.nid * 32 - region_start * BLOCK_U64;
-                (&mut region, usize::try_from(at).map_err(|_| too_large())?)
+                (
+                    &mut region,
+                    usize::try_from(at).map_err(|_| too_many_blocks())?,
+                )
             };
-            let slot = dest.get_mut(at..at + b.len()).ok_or_else(|| {
-                ErofsError::TooLarge("internal: a directory inode is out of place".into())
-            })?;
+            let slot = dest
+                .get_mut(at..at + b.len())
+                .ok_or_else(|| FS.too_large("internal: a directory inode is out of place"))?;
             slot.copy_from_slice(&b);
         }
-        self.out.write_all(&region).map_err(ErofsError::Write)?;
-        self.blocks = u32::try_from(region_start + region_blocks).map_err(|_| too_large())?;
+        self.out.write_all(&region).map_err(ImageError::Write)?;
+        self.blocks = u32::try_from(region_start + region_blocks).map_err(|_| too_many_blocks())?;
         drop(region);
 
         // The listings' data blocks.
@@ -875,14 +518,12 @@ impl<W: Write + Seek> ErofsWriter<W> {
             }
         }
         if self.blocks != end {
-            return Err(ErofsError::TooLarge(
-                "internal: the directory blocks do not add up".into(),
-            ));
+            return Err(FS.too_large("internal: the directory blocks do not add up"));
         }
 
         // Link counts of files that lost names to later entries.
         for (i, node) in nodes.iter().enumerate() {
-            let Body::Leaf(leaf) = &node.body else {
+            let Node::Leaf(leaf) = node else {
                 continue;
             };
             if links[i] == 0 || links[i] == u64::from(leaf.nlink) {
@@ -891,14 +532,14 @@ impl<W: Write + Seek> ErofsWriter<W> {
             let at = self.nid(leaf.loc)? * 32 + if leaf.extended { 44 } else { 6 };
             self.out
                 .seek(SeekFrom::Start(self.base + at))
-                .map_err(ErofsError::Write)?;
+                .map_err(ImageError::Write)?;
             // links[i] < leaf.nlink, which fit.
             let bytes = if leaf.extended {
                 (links[i] as u32).to_le_bytes().to_vec()
             } else {
                 (links[i] as u16).to_le_bytes().to_vec()
             };
-            self.out.write_all(&bytes).map_err(ErofsError::Write)?;
+            self.out.write_all(&bytes).map_err(ImageError::Write)?;
         }
 
         // The superblock, checksummed with the root inode that shares its block.
@@ -921,34 +562,193 @@ impl<W: Write + Seek> ErofsWriter<W> {
         block0[SUPER_OFFSET + 4..SUPER_OFFSET + 8].copy_from_slice(&crc.to_le_bytes());
         self.out
             .seek(SeekFrom::Start(self.base))
-            .map_err(ErofsError::Write)?;
-        self.out.write_all(&block0).map_err(ErofsError::Write)?;
+            .map_err(ImageError::Write)?;
+        self.out.write_all(&block0).map_err(ImageError::Write)?;
         self.out
             .seek(SeekFrom::Start(self.base + u64::from(end) * BLOCK_U64))
-            .map_err(ErofsError::Write)?;
-        self.out.flush().map_err(ErofsError::Write)?;
+            .map_err(ImageError::Write)?;
+        self.out.flush().map_err(ImageError::Write)?;
         Ok(self.out)
+    }
+}
+
+impl<W: Write + Seek> ErofsWriter<W> {
+    /// Streams `size` bytes of `content` out (full blocks, and the tail when it is not
+    /// inline) and writes the inode; `u` is the device number of a device.
+    #[allow(clippy::too_many_arguments)]
+    fn leaf(
+        &mut self,
+        path: &[u8],
+        meta: &Meta,
+        kind: u16,
+        file_type: u8,
+        nlink: u32,
+        size: u64,
+        content: &mut dyn Read,
+        u: u32,
+    ) -> Result<Leaf, ImageError> {
+        let c = Content::new(path, size);
+        let Meta { attrs, xattrs } = meta;
+        let extended = needs_extended(attrs, u64::from(nlink), size, self.build_time);
+        let isize = if extended { EXTENDED_LEN } else { COMPACT_LEN } + xattrs.len();
+        let tail = (size % BLOCK_U64) as usize;
+        let inline = tail != 0 && isize + tail <= BLOCK;
+        let full = size / BLOCK_U64;
+        let data_blocks = full + u64::from(tail != 0 && !inline);
+        let start = self.blocks;
+        if u64::from(start) + data_blocks + 2 > u64::from(u32::MAX) {
+            return Err(too_many_blocks());
+        }
+
+        let mut done: u64 = 0;
+        let full_bytes = full * BLOCK_U64;
+        while done < full_bytes {
+            let len = usize::try_from((full_bytes - done).min(CHUNK as u64)).unwrap_or(CHUNK);
+            c.read_exact(content, &mut self.buf[..len], done)?;
+            self.out
+                .write_all(&self.buf[..len])
+                .map_err(ImageError::Write)?;
+            self.blocks += (len / BLOCK) as u32;
+            done += len as u64;
+        }
+        c.read_exact(content, &mut self.buf[..tail], done)?;
+        c.end(content)?;
+        if tail != 0 && !inline {
+            self.buf[tail..BLOCK].fill(0);
+            self.out
+                .write_all(&self.buf[..BLOCK])
+                .map_err(ImageError::Write)?;
+            self.blocks += 1;
+        }
+
+        let ino = self.ino()?;
+        let core = Core {
+            format_layout: if inline {
+                LAYOUT_FLAT_INLINE
+            } else {
+                LAYOUT_FLAT_PLAIN
+            },
+            mode: kind | attrs.mode,
+            nlink,
+            size,
+            u: if kind == S_IFCHR || kind == S_IFBLK {
+                u
+            } else if data_blocks == 0 {
+                if inline { NULL_ADDR } else { 0 }
+            } else {
+                start
+            },
+            ino,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            mtime: attrs.mtime,
+        };
+        let mut b = Vec::with_capacity(isize + tail);
+        encode_core(&mut b, &core, extended, xattrs);
+        if inline {
+            b.extend_from_slice(&self.buf[..tail]);
+        }
+        let loc = self.place(&b)?;
+        Ok(Leaf {
+            loc,
+            file_type,
+            nlink,
+            extended,
+        })
+    }
+
+    fn ino(&mut self) -> Result<u32, ImageError> {
+        let ino = self.next_ino;
+        self.next_ino = ino
+            .checked_add(1)
+            .ok_or_else(|| FS.too_large("more than 2^32 inodes"))?;
+        Ok(ino)
+    }
+
+    /// Puts an inode (with its inline tail) in the metadata block being filled, or starts a
+    /// new one; an inode larger than a block (large xattrs, no tail) gets blocks of its own.
+    fn place(&mut self, inode: &[u8]) -> Result<Loc, ImageError> {
+        let at = round32(self.meta.len());
+        if at + inode.len() <= BLOCK {
+            self.meta.resize(at, 0);
+            self.meta.extend_from_slice(inode);
+            return Ok(Loc::Meta {
+                index: self.meta_blocks.len(),
+                offset: at,
+            });
+        }
+        if inode.len() <= BLOCK {
+            self.flush_meta()?;
+            self.meta.extend_from_slice(inode);
+            return Ok(Loc::Meta {
+                index: self.meta_blocks.len(),
+                offset: 0,
+            });
+        }
+        let nid = u64::from(self.blocks) * (BLOCK_U64 / 32);
+        for chunk in inode.chunks(BLOCK) {
+            self.put_block(chunk)?;
+        }
+        Ok(Loc::Nid(nid))
+    }
+
+    /// Writes the metadata block being filled, if any.
+    fn flush_meta(&mut self) -> Result<(), ImageError> {
+        if self.meta.is_empty() {
+            return Ok(());
+        }
+        let addr = self.blocks;
+        let meta = std::mem::take(&mut self.meta);
+        self.put_block(&meta)?;
+        self.meta = meta;
+        self.meta.clear();
+        self.meta_blocks.push(addr);
+        Ok(())
+    }
+
+    /// Writes `bytes` (at most a block) as one block, zero-padded.
+    fn put_block(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
+        let next = self.blocks.checked_add(1).ok_or_else(too_many_blocks)?;
+        let mut pad = [0u8; BLOCK];
+        let len = bytes.len().min(BLOCK);
+        pad[..len].copy_from_slice(&bytes[..len]);
+        self.out.write_all(&pad).map_err(ImageError::Write)?;
+        self.blocks = next;
+        Ok(())
+    }
+
+    fn nid(&self, loc: Loc) -> Result<u64, ImageError> {
+        match loc {
+            Loc::Nid(n) => Ok(n),
+            Loc::Meta { index, offset } => {
+                let addr = self
+                    .meta_blocks
+                    .get(index)
+                    .ok_or_else(|| FS.too_large("internal: a metadata block was not written"))?;
+                Ok((u64::from(*addr) * BLOCK_U64 + offset as u64) / 32)
+            }
+        }
     }
 
     /// A directory's entries in name order, `.` and `..` included; `dir_nids` has the nids
     /// of the directories (zeros while only the sizes matter).
     fn entries<'a>(
         &self,
-        nodes: &'a [Node],
+        nodes: &'a [Entry],
         dir_nids: &[u64],
         dir: usize,
         parent: usize,
-    ) -> Result<Vec<Dirent<'a>>, ErofsError> {
-        let Body::Dir(children) = &nodes[dir].body else {
+    ) -> Result<Vec<Dirent<'a>>, ImageError> {
+        let Node::Dir { children, .. } = &nodes[dir] else {
             return Ok(Vec::new());
         };
         let mut v = Vec::with_capacity(children.len() + 2);
         v.push((b".".as_slice(), dir_nids[dir], FT_DIR));
         v.push((b"..".as_slice(), dir_nids[parent], FT_DIR));
         for (name, &c) in children {
-            let (nid, ft) = match &nodes[c].body {
-                Body::Dir(_) => (dir_nids[c], FT_DIR),
-                Body::Leaf(l) => (self.nid(l.loc)?, l.file_type),
+            let (nid, ft) = match &nodes[c] {
+                Node::Dir { .. } => (dir_nids[c], FT_DIR),
+                Node::Leaf(l) => (self.nid(l.loc)?, l.file_type),
             };
             v.push((name.as_slice(), nid, ft));
         }
@@ -956,55 +756,19 @@ impl<W: Write + Seek> ErofsWriter<W> {
         Ok(v)
     }
 
-    /// Validates `meta` for `path`.
-    fn attrs(&self, path: &[u8], meta: &EntryMeta) -> Result<Attrs, ErofsError> {
-        let id = |v: u64, what: &str| {
-            u32::try_from(v).map_err(|_| {
-                unrepresentable(path, format!("{what} {v} does not fit in EROFS's 32 bits"))
-            })
-        };
-        let uid = id(meta.uid, "uid")?;
-        let gid = id(meta.gid, "gid")?;
-        let mtime = u64::try_from(meta.mtime.max(0))
-            .unwrap_or(0)
-            .min(self.build_time);
+    /// Validates `meta` for `path`, encoding its xattr area.
+    fn attrs(&self, path: &[u8], meta: &EntryMeta) -> Result<Meta, ImageError> {
+        let (attrs, found) = FS.attrs(path, meta, self.build_time)?;
         let mut xattrs = Vec::new();
-        if !meta.xattrs.is_empty() {
+        if !found.is_empty() {
             xattrs.resize(XATTR_HEADER_LEN, 0);
-            for (name, value) in &meta.xattrs {
-                let Some((index, rest)) = XATTR_PREFIXES
-                    .iter()
-                    .find_map(|(p, k)| name.strip_prefix(p).map(|rest| (*k, rest)))
-                else {
-                    return Err(unrepresentable(
-                        path,
-                        format!(
-                            "extended attribute {name:?}: this writer only holds user., \
-                             trusted. and security. attributes"
-                        ),
-                    ));
-                };
-                let (Ok(name_len), false) = (u8::try_from(rest.len()), rest.is_empty()) else {
-                    return Err(unrepresentable(
-                        path,
-                        format!("extended attribute {name:?}: not a usable name"),
-                    ));
-                };
-                let Ok(value_len) = u16::try_from(value.len()) else {
-                    return Err(unrepresentable(
-                        path,
-                        format!(
-                            "extended attribute {name:?}: the value is {} bytes, EROFS holds \
-                             at most 65535",
-                            value.len()
-                        ),
-                    ));
-                };
-                xattrs.push(name_len);
-                xattrs.push(index);
-                put16(&mut xattrs, value_len);
-                xattrs.extend_from_slice(rest.as_bytes());
-                xattrs.extend_from_slice(value);
+            for x in found {
+                // FS's limits: the name fits a byte, the value 16 bits.
+                xattrs.push(x.name.len() as u8);
+                xattrs.push(x.code);
+                put16(&mut xattrs, x.value.len() as u16);
+                xattrs.extend_from_slice(x.name.as_bytes());
+                xattrs.extend_from_slice(x.value);
                 xattrs.resize(xattrs.len().div_ceil(4) * 4, 0);
             }
             if (xattrs.len() - XATTR_HEADER_LEN) / 4 + 1 > usize::from(u16::MAX) {
@@ -1017,96 +781,87 @@ impl<W: Write + Seek> ErofsWriter<W> {
                 ));
             }
         }
-        Ok(Attrs {
-            mode: (meta.mode & 0o7777) as u16,
-            uid,
-            gid,
-            mtime,
-            xattrs,
-        })
+        Ok(Meta { attrs, xattrs })
     }
 
-    /// The directory that holds `path`, and `path`'s last component.
-    fn parent<'p>(&self, path: &'p [u8]) -> Result<(usize, &'p [u8]), ErofsError> {
-        let mut parts = path.split(|&b| b == b'/');
-        let mut last = parts.next().unwrap_or_default();
-        let mut dir = ROOT;
-        let check = |name: &[u8]| {
-            if name.is_empty() || name == b"." || name == b".." || name.contains(&0) {
-                return Err(unrepresentable(
-                    path,
-                    "not a usable path (empty, `.` or `..` component, or a NUL byte)",
-                ));
-            }
-            if name.len() > MAX_NAME {
-                return Err(unrepresentable(
-                    path,
-                    format!("a name longer than {MAX_NAME} bytes"),
-                ));
-            }
-            Ok(())
-        };
-        check(last)?;
-        for next in parts {
-            check(next)?;
-            dir = match self.children(dir).get(last) {
-                Some(&c) if matches!(self.nodes[c].body, Body::Dir(_)) => c,
-                _ => return Err(ErofsError::NoParent { path: shown(path) }),
-            };
-            last = next;
-        }
-        Ok((dir, last))
-    }
-
-    fn children(&self, dir: usize) -> &BTreeMap<Vec<u8>, usize> {
-        static EMPTY: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-        match &self.nodes[dir].body {
-            Body::Dir(c) => c,
-            Body::Leaf(_) => &EMPTY,
-        }
-    }
-
-    fn link(&mut self, parent: usize, name: Vec<u8>, id: usize) {
-        if let Body::Dir(c) = &mut self.nodes[parent].body {
-            c.insert(name, id);
-        }
+    /// Adds a symlink, device or fifo at `path` (one link): its inode, and `size` bytes of
+    /// `content`; `u` is the device number of a device.
+    #[allow(clippy::too_many_arguments)]
+    fn add_leaf(
+        &mut self,
+        path: &[u8],
+        meta: &EntryMeta,
+        kind: u16,
+        file_type: u8,
+        size: u64,
+        content: &mut dyn Read,
+        u: u32,
+    ) -> Result<(), ImageError> {
+        let meta = self.attrs(path, meta)?;
+        let place = self.tree.parent(&FS, path)?;
+        let leaf = self.leaf(path, &meta, kind, file_type, 1, size, content, u)?;
+        self.tree.add(&[place], Node::Leaf(leaf));
+        Ok(())
     }
 }
 
-fn dir_attrs(node: &Node) -> Result<&Attrs, ErofsError> {
-    node.attrs
-        .as_ref()
-        .ok_or_else(|| ErofsError::TooLarge("internal: a directory without metadata".into()))
+fn dir_meta(node: &Entry) -> Result<&Meta, ImageError> {
+    match node {
+        Node::Dir { attrs, .. } => Ok(attrs),
+        Node::Leaf(_) => Err(FS.too_large("internal: a directory without metadata")),
+    }
 }
 
-impl<W: Write + Seek> crate::bootsplit::RootWriter for ErofsWriter<W> {
-    type Error = ErofsError;
-    fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
-        ErofsWriter::dir(self, path, meta)
+impl<W: Write + Seek> RootWriter for ErofsWriter<W> {
+    type Error = ImageError;
+
+    fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
+        let meta = self.attrs(path, meta)?;
+        self.tree.dir(&FS, path, meta)
     }
-    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
-        ErofsWriter::symlink(self, path, target, meta)
+
+    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
+        check_symlink(path, target)?;
+        let size = target.len() as u64;
+        self.add_leaf(path, meta, S_IFLNK, FT_SYMLINK, size, &mut &target[..], 0)
     }
+
     fn device(
         &mut self,
         path: &[u8],
         block: bool,
         dev: (u32, u32),
         meta: &EntryMeta,
-    ) -> Result<(), ErofsError> {
-        ErofsWriter::device(self, path, block, dev, meta)
+    ) -> Result<(), ImageError> {
+        let rdev = FS.rdev(path, dev)?;
+        let (kind, ft) = if block {
+            (S_IFBLK, FT_BLK)
+        } else {
+            (S_IFCHR, FT_CHR)
+        };
+        self.add_leaf(path, meta, kind, ft, 0, &mut io::empty(), rdev)
     }
-    fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ErofsError> {
-        ErofsWriter::fifo(self, path, meta)
+
+    fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
+        self.add_leaf(path, meta, S_IFIFO, FT_FIFO, 0, &mut io::empty(), 0)
     }
+
+    /// `content` must yield exactly `size` bytes, which are written now.
     fn file(
         &mut self,
         names: &[&[u8]],
         meta: &EntryMeta,
         size: u64,
-        data: &mut dyn Read,
-    ) -> Result<(), ErofsError> {
-        ErofsWriter::file(self, names, meta, size, data)
+        content: &mut dyn Read,
+    ) -> Result<(), ImageError> {
+        let shown_path = file_path(names);
+        let meta = self.attrs(shown_path, meta)?;
+        let places = self.tree.places(&FS, names)?;
+        let distinct: BTreeSet<(usize, &[u8])> = places.iter().copied().collect();
+        let nlink = u32::try_from(distinct.len()).unwrap_or(u32::MAX);
+        let leaf = self.leaf(shown_path, &meta, S_IFREG, FT_REG, nlink, size, content, 0)?;
+        self.tree.add(&places, Node::Leaf(leaf));
+        Ok(())
     }
 }
 

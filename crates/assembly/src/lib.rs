@@ -36,6 +36,7 @@ mod error;
 mod export;
 mod flatten;
 mod gcp;
+mod imagefs;
 mod images;
 mod iso;
 mod layout;

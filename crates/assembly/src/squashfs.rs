@@ -32,14 +32,20 @@
 //! cannot hold (ids above 2^32-1 or more than 65535 distinct ids, device numbers beyond
 //! 12-bit major / 20-bit minor, names over 256 bytes, xattrs outside the three namespaces)
 //! with an error naming the path. After a write error the output is unusable; after a content
-//! error ([`SquashfsError::Short`], [`SquashfsError::Long`], [`SquashfsError::Read`]) the
+//! error ([`ImageError::Short`], [`ImageError::Long`], [`ImageError::Read`]) the
 //! writer stays usable and the entry was not added.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use oxkit_store::layer::EntryMeta;
+
+use crate::bootsplit::RootWriter;
+use crate::imagefs::{
+    Attrs, Content, Format, ImageError, ImageWriter, Node, ROOT, Tree, check_symlink, file_path,
+    put16, put32, put64,
+};
 
 const MAGIC: u32 = 0x7371_7368;
 const BLOCK_SIZE: usize = 128 * 1024;
@@ -53,10 +59,7 @@ const NO_XATTR: u32 = u32::MAX;
 const NO_TABLE: u64 = u64::MAX;
 const SUPERBLOCK_LEN: usize = 96;
 const DEVICE_BLOCK: u64 = 4096;
-const MAX_NAME: usize = 256;
 const MAX_DIR_HEADER_ENTRIES: usize = 256;
-/// Linux refuses longer symlink targets (PATH_MAX, NUL included).
-const MAX_SYMLINK: usize = 4095;
 const FLAG_NO_XATTRS: u16 = 0x0200;
 
 const T_DIR: u16 = 1;
@@ -68,52 +71,20 @@ const T_FIFO: u16 = 6;
 /// Added to a basic type to get its extended type.
 const EXTENDED: u16 = 7;
 
-const XATTR_PREFIXES: [(&str, u16); 3] = [("user.", 0), ("trusted.", 1), ("security.", 2)];
-
-/// What went wrong writing an entry (the caller adds the output file's name).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SquashfsError {
-    #[error("{path}: {reason}")]
-    Unrepresentable { path: String, reason: String },
-    #[error("{path}: the parent directory was not added before it")]
-    NoParent { path: String },
-    #[error(
-        "{path}: the content ended after {got} of {want} bytes (did it change while being read?)"
-    )]
-    Short { path: String, got: u64, want: u64 },
-    #[error("{path}: the content is longer than {want} bytes (did it change while being read?)")]
-    Long { path: String, want: u64 },
-    #[error("{path}: cannot read the content: {source}")]
-    Read { path: String, source: io::Error },
-    #[error("the image is too large for SquashFS: {0}")]
-    TooLarge(String),
-    #[error("cannot compress: {0}")]
-    Compress(String),
-    #[error("cannot write the image: {0}")]
-    Write(#[source] io::Error),
-}
-
-fn shown(path: &[u8]) -> String {
-    if path.is_empty() {
-        return "/".into();
-    }
-    String::from_utf8_lossy(path).into_owned()
-}
-
-fn unrepresentable(path: &[u8], reason: impl Into<String>) -> SquashfsError {
-    SquashfsError::Unrepresentable {
-        path: shown(path),
-        reason: reason.into(),
-    }
-}
+const FS: Format = Format {
+    name: "SquashFS",
+    max_name: 256,
+    xattr_holder: "SquashFS",
+    xattr_codes: [0, 1, 2],
+    max_xattr_name: u16::MAX as usize,
+    max_xattr_value: u32::MAX as usize,
+    value_too_large: |_| "the value is too large".into(),
+};
 
 /// An inode's metadata, validated.
 #[derive(Clone, Copy)]
-struct Attrs {
-    mode: u16,
-    uid: u32,
-    gid: u32,
-    mtime: u32,
+struct Meta {
+    attrs: Attrs,
     /// Index into the interned xattr sets.
     xattrs: Option<usize>,
 }
@@ -129,17 +100,19 @@ struct FileData {
 }
 
 enum Body {
-    Dir(BTreeMap<Vec<u8>, usize>),
     File(FileData),
     Symlink(Vec<u8>),
     Device { block: bool, rdev: u32 },
     Fifo,
 }
 
-struct Node {
-    attrs: Attrs,
+/// Anything but a directory.
+struct Leaf {
+    meta: Meta,
     body: Body,
 }
+
+type Entry = Node<Meta, Leaf>;
 
 /// One interned xattr set: (prefix type, name without the prefix, value), sorted by full name.
 type XattrSet = Vec<(u16, Vec<u8>, Vec<u8>)>;
@@ -159,7 +132,7 @@ impl Zlib {
     }
 
     /// Compresses `data` into `self.out`; false when the result would not be smaller.
-    fn shrink(&mut self, data: &[u8]) -> Result<bool, SquashfsError> {
+    fn shrink(&mut self, data: &[u8]) -> Result<bool, ImageError> {
         self.c.reset();
         self.out.clear();
         if self.out.capacity() < data.len() {
@@ -168,7 +141,7 @@ impl Zlib {
         let status = self
             .c
             .compress_vec(data, &mut self.out, FlushCompress::Finish)
-            .map_err(|e| SquashfsError::Compress(e.to_string()))?;
+            .map_err(|e| ImageError::Compress(e.to_string()))?;
         Ok(status == Status::StreamEnd && self.out.len() < data.len())
     }
 }
@@ -184,19 +157,19 @@ struct MetaTable {
 impl MetaTable {
     /// Where the next byte goes: the start of its block in the table and its offset in the
     /// block's uncompressed bytes.
-    fn pos(&self) -> Result<(u32, u16), SquashfsError> {
+    fn pos(&self) -> Result<(u32, u16), ImageError> {
         let block = u32::try_from(self.done.len())
-            .map_err(|_| SquashfsError::TooLarge("a metadata table exceeds 4 GiB".into()))?;
+            .map_err(|_| FS.too_large("a metadata table exceeds 4 GiB"))?;
         // `buf` is flushed whenever it reaches METADATA_SIZE, so the offset fits.
         Ok((block, self.buf.len() as u16))
     }
 
-    fn reference(&self) -> Result<u64, SquashfsError> {
+    fn reference(&self) -> Result<u64, ImageError> {
         let (block, offset) = self.pos()?;
         Ok((u64::from(block) << 16) | u64::from(offset))
     }
 
-    fn push(&mut self, z: &mut Zlib, bytes: &[u8]) -> Result<(), SquashfsError> {
+    fn push(&mut self, z: &mut Zlib, bytes: &[u8]) -> Result<(), ImageError> {
         self.buf.extend_from_slice(bytes);
         while self.buf.len() >= METADATA_SIZE {
             let rest = self.buf.split_off(METADATA_SIZE);
@@ -206,7 +179,7 @@ impl MetaTable {
         Ok(())
     }
 
-    fn finish(mut self, z: &mut Zlib) -> Result<Vec<u8>, SquashfsError> {
+    fn finish(mut self, z: &mut Zlib) -> Result<Vec<u8>, ImageError> {
         if !self.buf.is_empty() {
             meta_block(z, &self.buf, &mut self.done)?;
         }
@@ -215,7 +188,7 @@ impl MetaTable {
 }
 
 /// Appends one metadata block (at most 8 KiB of `data`) to `out`.
-fn meta_block(z: &mut Zlib, data: &[u8], out: &mut Vec<u8>) -> Result<(), SquashfsError> {
+fn meta_block(z: &mut Zlib, data: &[u8], out: &mut Vec<u8>) -> Result<(), ImageError> {
     // METADATA_SIZE < 0x8000, so both lengths fit the 15 bits.
     if z.shrink(data)? {
         out.extend_from_slice(&(z.out.len() as u16).to_le_bytes());
@@ -225,30 +198,6 @@ fn meta_block(z: &mut Zlib, data: &[u8], out: &mut Vec<u8>) -> Result<(), Squash
         out.extend_from_slice(data);
     }
     Ok(())
-}
-
-/// Reads until `buf` is full or the content ends; returns how much was read.
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
-}
-
-fn put16(v: &mut Vec<u8>, x: u16) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn put32(v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&x.to_le_bytes());
-}
-fn put64(v: &mut Vec<u8>, x: u64) {
-    v.extend_from_slice(&x.to_le_bytes());
 }
 
 /// Writes a SquashFS 4.0 image to `W`, starting at its position when [`SquashfsWriter::new`]
@@ -261,7 +210,7 @@ pub(crate) struct SquashfsWriter<W: Write + Seek> {
     /// Bytes written so far, relative to `base`.
     pos: u64,
     epoch: u32,
-    nodes: Vec<Node>,
+    tree: Tree<Meta, Leaf>,
     xattr_sets: Vec<XattrSet>,
     xattr_index: HashMap<XattrSet, usize>,
     z: Zlib,
@@ -272,29 +221,26 @@ pub(crate) struct SquashfsWriter<W: Write + Seek> {
     fragments: Vec<(u64, u32)>,
 }
 
-const ROOT: usize = 0;
-
-impl<W: Write + Seek> SquashfsWriter<W> {
+impl<W: Write + Seek> ImageWriter<W> for SquashfsWriter<W> {
     /// A writer whose entries' mtimes are clamped to `epoch` (negative means 0), which is
     /// also the image's creation time. Reserves the superblock's place.
-    pub(crate) fn new(mut out: W, epoch: i64) -> Result<Self, SquashfsError> {
-        let base = out.stream_position().map_err(SquashfsError::Write)?;
+    fn new(mut out: W, epoch: i64) -> Result<Self, ImageError> {
+        let base = out.stream_position().map_err(ImageError::Write)?;
         let epoch = u32::try_from(epoch.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX);
         let mut w = Self {
             out,
             base,
             pos: 0,
             epoch,
-            nodes: vec![Node {
+            tree: Tree::new(Meta {
                 attrs: Attrs {
                     mode: 0o755,
                     uid: 0,
                     gid: 0,
-                    mtime: epoch,
-                    xattrs: None,
+                    mtime: u64::from(epoch),
                 },
-                body: Body::Dir(BTreeMap::new()),
-            }],
+                xattrs: None,
+            }),
             xattr_sets: Vec::new(),
             xattr_index: HashMap::new(),
             z: Zlib::new(),
@@ -307,112 +253,17 @@ impl<W: Write + Seek> SquashfsWriter<W> {
     }
 
     /// The root directory's metadata (0755, root:root, `epoch`, no xattrs unless set here).
-    pub(crate) fn root(&mut self, meta: &EntryMeta) -> Result<(), SquashfsError> {
-        self.nodes[ROOT].attrs = self.attrs(b"", meta)?;
-        Ok(())
-    }
-
-    pub(crate) fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), SquashfsError> {
-        let attrs = self.attrs(path, meta)?;
-        let (parent, name) = self.parent(path)?;
-        if let Some(&existing) = self.children(parent).get(name)
-            && matches!(self.nodes[existing].body, Body::Dir(_))
-        {
-            self.nodes[existing].attrs = attrs;
-            return Ok(());
-        }
-        self.add(parent, name, attrs, Body::Dir(BTreeMap::new()));
-        Ok(())
-    }
-
-    pub(crate) fn symlink(
-        &mut self,
-        path: &[u8],
-        target: &[u8],
-        meta: &EntryMeta,
-    ) -> Result<(), SquashfsError> {
-        if target.is_empty() || target.contains(&0) || target.len() > MAX_SYMLINK {
-            return Err(unrepresentable(
-                path,
-                format!(
-                    "a symlink target must be 1 to {MAX_SYMLINK} bytes without NUL bytes \
-                     (it has {} bytes)",
-                    target.len()
-                ),
-            ));
-        }
-        let attrs = self.attrs(path, meta)?;
-        let (parent, name) = self.parent(path)?;
-        self.add(parent, name, attrs, Body::Symlink(target.to_vec()));
-        Ok(())
-    }
-
-    pub(crate) fn device(
-        &mut self,
-        path: &[u8],
-        block: bool,
-        (major, minor): (u32, u32),
-        meta: &EntryMeta,
-    ) -> Result<(), SquashfsError> {
-        if major > 0xfff || minor > 0xf_ffff {
-            return Err(unrepresentable(
-                path,
-                format!(
-                    "device {major}:{minor}: SquashFS holds majors up to 4095 and minors up \
-                     to 1048575"
-                ),
-            ));
-        }
-        let rdev = (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12);
-        let attrs = self.attrs(path, meta)?;
-        let (parent, name) = self.parent(path)?;
-        self.add(parent, name, attrs, Body::Device { block, rdev });
-        Ok(())
-    }
-
-    pub(crate) fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), SquashfsError> {
-        let attrs = self.attrs(path, meta)?;
-        let (parent, name) = self.parent(path)?;
-        self.add(parent, name, attrs, Body::Fifo);
-        Ok(())
-    }
-
-    /// A regular file under `paths` (hard links when more than one); `content` must yield
-    /// exactly `size` bytes, which are compressed and written now.
-    pub(crate) fn file(
-        &mut self,
-        paths: &[&[u8]],
-        meta: &EntryMeta,
-        size: u64,
-        content: &mut dyn Read,
-    ) -> Result<(), SquashfsError> {
-        let shown_path = paths.first().copied().unwrap_or(b"(unnamed file)");
-        let attrs = self.attrs(shown_path, meta)?;
-        let mut places = Vec::with_capacity(paths.len());
-        for path in paths {
-            places.push(self.parent(path)?);
-        }
-        let places: Vec<(usize, Vec<u8>)> = places
-            .into_iter()
-            .map(|(parent, name)| (parent, name.to_vec()))
-            .collect();
-        let data = self.data(shown_path, size, content)?;
-        let id = self.nodes.len();
-        self.nodes.push(Node {
-            attrs,
-            body: Body::File(data),
-        });
-        for (parent, name) in places {
-            self.link(parent, name, id);
-        }
+    fn root(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
+        let meta = self.attrs(b"", meta)?;
+        self.tree.set_root(meta);
         Ok(())
     }
 
     /// Writes the tables and the superblock, pads the image to 4 KiB; returns the output,
     /// positioned at the end of the image.
-    pub(crate) fn finish(mut self) -> Result<W, SquashfsError> {
+    fn finish(mut self) -> Result<W, ImageError> {
         self.flush_fragment()?;
-        let nodes = std::mem::take(&mut self.nodes);
+        let nodes = std::mem::take(&mut self.tree.nodes);
         let n = nodes.len();
 
         // Inode numbers (breadth-first), link counts, parents.
@@ -423,16 +274,16 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         ino[ROOT] = 1;
         let mut queue = VecDeque::from([ROOT]);
         while let Some(d) = queue.pop_front() {
-            let Body::Dir(children) = &nodes[d].body else {
+            let Node::Dir { children, .. } = &nodes[d] else {
                 continue;
             };
             let mut subdirs: u32 = 0;
             for &c in children.values() {
-                let is_dir = matches!(nodes[c].body, Body::Dir(_));
+                let is_dir = matches!(nodes[c], Node::Dir { .. });
                 if ino[c] == 0 {
                     count = count
                         .checked_add(1)
-                        .ok_or_else(|| SquashfsError::TooLarge("more than 2^32 inodes".into()))?;
+                        .ok_or_else(|| FS.too_large("more than 2^32 inodes"))?;
                     ino[c] = count;
                     if is_dir {
                         parent_ino[c] = ino[d];
@@ -456,9 +307,11 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         }
         let frame = |d: usize| Frame {
             dir: d,
-            children: match &nodes[d].body {
-                Body::Dir(c) => c.iter().map(|(k, &v)| (k.as_slice(), v)).collect(),
-                _ => Vec::new(),
+            children: match &nodes[d] {
+                Node::Dir { children, .. } => {
+                    children.iter().map(|(k, &v)| (k.as_slice(), v)).collect()
+                }
+                Node::Leaf(_) => Vec::new(),
             },
             next: 0,
         };
@@ -469,7 +322,7 @@ impl<W: Write + Seek> SquashfsWriter<W> {
                 if written[c].is_some() {
                     continue;
                 }
-                if matches!(nodes[c].body, Body::Dir(_)) {
+                if matches!(nodes[c], Node::Dir { .. }) {
                     stack.push(frame(c));
                 } else {
                     let r = t.inode(
@@ -487,10 +340,9 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             let Some(done) = stack.pop() else { break };
             let mut entries = Vec::with_capacity(done.children.len());
             for (name, c) in done.children {
-                let r = written[c].ok_or_else(|| {
-                    SquashfsError::TooLarge("internal: an entry was not written".into())
-                })?;
-                entries.push((name, r, ino[c], basic_type(&nodes[c].body)));
+                let r =
+                    written[c].ok_or_else(|| FS.too_large("internal: an entry was not written"))?;
+                entries.push((name, r, ino[c], basic_type(&nodes[c])));
             }
             let listing = t.listing(&mut self.z, &entries)?;
             let d = done.dir;
@@ -504,8 +356,8 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             )?;
             written[d] = Some(r);
         }
-        let root_ref = written[ROOT]
-            .ok_or_else(|| SquashfsError::TooLarge("internal: the root was not written".into()))?;
+        let root_ref =
+            written[ROOT].ok_or_else(|| FS.too_large("internal: the root was not written"))?;
 
         let Tables {
             inodes,
@@ -555,9 +407,8 @@ impl<W: Write + Seek> SquashfsWriter<W> {
                 put32(&mut id_entries, self.xattr_sets[set].len() as u32);
                 put32(
                     &mut id_entries,
-                    u32::try_from(bytes.len()).map_err(|_| {
-                        SquashfsError::TooLarge("an xattr set exceeds 4 GiB".into())
-                    })?,
+                    u32::try_from(bytes.len())
+                        .map_err(|_| FS.too_large("an xattr set exceeds 4 GiB"))?,
                 );
             }
             let kv = kv.finish(&mut self.z)?;
@@ -585,9 +436,9 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         let end = self.pos;
 
         let id_count = u16::try_from(ids.len())
-            .map_err(|_| SquashfsError::TooLarge("more than 65535 distinct uids/gids".into()))?;
+            .map_err(|_| FS.too_large("more than 65535 distinct uids/gids"))?;
         let fragment_count = u32::try_from(self.fragments.len())
-            .map_err(|_| SquashfsError::TooLarge("more than 2^32 fragments".into()))?;
+            .map_err(|_| FS.too_large("more than 2^32 fragments"))?;
         let flags = if xattr_order.is_empty() {
             FLAG_NO_XATTRS
         } else {
@@ -615,18 +466,20 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         put64(&mut sb, NO_TABLE);
         self.out
             .seek(SeekFrom::Start(self.base))
-            .map_err(SquashfsError::Write)?;
-        self.out.write_all(&sb).map_err(SquashfsError::Write)?;
+            .map_err(ImageError::Write)?;
+        self.out.write_all(&sb).map_err(ImageError::Write)?;
         self.out
             .seek(SeekFrom::Start(self.base + end))
-            .map_err(SquashfsError::Write)?;
-        self.out.flush().map_err(SquashfsError::Write)?;
+            .map_err(ImageError::Write)?;
+        self.out.flush().map_err(ImageError::Write)?;
         Ok(self.out)
     }
+}
 
+impl<W: Write + Seek> SquashfsWriter<W> {
     /// Writes `entries` as metadata blocks followed by the index of their positions; returns
     /// the index's position.
-    fn table(&mut self, entries: &[u8]) -> Result<u64, SquashfsError> {
+    fn table(&mut self, entries: &[u8]) -> Result<u64, ImageError> {
         let starts = self.table_blocks(entries)?;
         let index = self.pos;
         let mut bytes = Vec::with_capacity(starts.len() * 8);
@@ -638,7 +491,7 @@ impl<W: Write + Seek> SquashfsWriter<W> {
     }
 
     /// Writes `entries` as metadata blocks; returns their positions.
-    fn table_blocks(&mut self, entries: &[u8]) -> Result<Vec<u64>, SquashfsError> {
+    fn table_blocks(&mut self, entries: &[u8]) -> Result<Vec<u64>, ImageError> {
         let mut starts = Vec::new();
         let mut block = Vec::new();
         for chunk in entries.chunks(METADATA_SIZE) {
@@ -650,56 +503,28 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         Ok(starts)
     }
 
-    fn put(&mut self, bytes: &[u8]) -> Result<(), SquashfsError> {
-        self.out.write_all(bytes).map_err(SquashfsError::Write)?;
+    fn put(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
+        self.out.write_all(bytes).map_err(ImageError::Write)?;
         self.pos += bytes.len() as u64;
         Ok(())
     }
 
-    /// Validates `meta` for `path`.
-    fn attrs(&mut self, path: &[u8], meta: &EntryMeta) -> Result<Attrs, SquashfsError> {
-        let id = |v: u64, what: &str| {
-            u32::try_from(v).map_err(|_| {
-                unrepresentable(
-                    path,
-                    format!("{what} {v} does not fit in SquashFS's 32 bits"),
-                )
-            })
-        };
-        let uid = id(meta.uid, "uid")?;
-        let gid = id(meta.gid, "gid")?;
-        let mtime = u32::try_from(meta.mtime.clamp(0, i64::from(self.epoch))).unwrap_or(0);
-        let xattrs = if meta.xattrs.is_empty() {
+    /// Validates `meta` for `path`, interning its xattr set.
+    fn attrs(&mut self, path: &[u8], meta: &EntryMeta) -> Result<Meta, ImageError> {
+        let (attrs, found) = FS.attrs(path, meta, u64::from(self.epoch))?;
+        let xattrs = if found.is_empty() {
             None
         } else {
-            let mut set = XattrSet::with_capacity(meta.xattrs.len());
-            for (name, value) in &meta.xattrs {
-                let Some((kind, rest)) = XATTR_PREFIXES
-                    .iter()
-                    .find_map(|(p, k)| name.strip_prefix(p).map(|rest| (*k, rest)))
-                else {
-                    return Err(unrepresentable(
-                        path,
-                        format!(
-                            "extended attribute {name:?}: SquashFS only holds user., trusted. \
-                             and security. attributes"
-                        ),
-                    ));
-                };
-                if rest.is_empty() || rest.len() > usize::from(u16::MAX) {
-                    return Err(unrepresentable(
-                        path,
-                        format!("extended attribute {name:?}: not a usable name"),
-                    ));
-                }
-                if u32::try_from(value.len()).is_err() {
-                    return Err(unrepresentable(
-                        path,
-                        format!("extended attribute {name:?}: the value is too large"),
-                    ));
-                }
-                set.push((kind, rest.as_bytes().to_vec(), value.clone()));
-            }
+            let set: XattrSet = found
+                .into_iter()
+                .map(|x| {
+                    (
+                        u16::from(x.code),
+                        x.name.as_bytes().to_vec(),
+                        x.value.to_vec(),
+                    )
+                })
+                .collect();
             Some(match self.xattr_index.get(&set) {
                 Some(&i) => i,
                 None => {
@@ -710,65 +535,14 @@ impl<W: Write + Seek> SquashfsWriter<W> {
                 }
             })
         };
-        Ok(Attrs {
-            mode: (meta.mode & 0o7777) as u16,
-            uid,
-            gid,
-            mtime,
-            xattrs,
-        })
+        Ok(Meta { attrs, xattrs })
     }
 
-    /// The directory that holds `path`, and `path`'s last component.
-    fn parent<'p>(&self, path: &'p [u8]) -> Result<(usize, &'p [u8]), SquashfsError> {
-        let mut parts = path.split(|&b| b == b'/');
-        let mut last = parts.next().unwrap_or_default();
-        let mut dir = ROOT;
-        let check = |name: &[u8]| {
-            if name.is_empty() || name == b"." || name == b".." || name.contains(&0) {
-                return Err(unrepresentable(
-                    path,
-                    "not a usable path (empty, `.` or `..` component, or a NUL byte)",
-                ));
-            }
-            if name.len() > MAX_NAME {
-                return Err(unrepresentable(
-                    path,
-                    format!("a name longer than {MAX_NAME} bytes"),
-                ));
-            }
-            Ok(())
-        };
-        check(last)?;
-        for next in parts {
-            check(next)?;
-            dir = match self.children(dir).get(last) {
-                Some(&c) if matches!(self.nodes[c].body, Body::Dir(_)) => c,
-                _ => return Err(SquashfsError::NoParent { path: shown(path) }),
-            };
-            last = next;
-        }
-        Ok((dir, last))
-    }
-
-    fn children(&self, dir: usize) -> &BTreeMap<Vec<u8>, usize> {
-        static EMPTY: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-        match &self.nodes[dir].body {
-            Body::Dir(c) => c,
-            _ => &EMPTY,
-        }
-    }
-
-    fn add(&mut self, parent: usize, name: &[u8], attrs: Attrs, body: Body) {
-        let id = self.nodes.len();
-        self.nodes.push(Node { attrs, body });
-        self.link(parent, name.to_vec(), id);
-    }
-
-    fn link(&mut self, parent: usize, name: Vec<u8>, id: usize) {
-        if let Body::Dir(c) = &mut self.nodes[parent].body {
-            c.insert(name, id);
-        }
+    /// Adds a symlink, device or fifo at `path`.
+    fn leaf(&mut self, path: &[u8], meta: Meta, body: Body) -> Result<(), ImageError> {
+        let place = self.tree.parent(&FS, path)?;
+        self.tree.add(&[place], Node::Leaf(Leaf { meta, body }));
+        Ok(())
     }
 
     /// Streams `size` bytes of `content` out as data blocks (or into the fragment block).
@@ -777,16 +551,8 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         path: &[u8],
         size: u64,
         content: &mut dyn Read,
-    ) -> Result<FileData, SquashfsError> {
-        let read_err = |source| SquashfsError::Read {
-            path: shown(path),
-            source,
-        };
-        let short = |got| SquashfsError::Short {
-            path: shown(path),
-            got,
-            want: size,
-        };
+    ) -> Result<FileData, ImageError> {
+        let c = Content::new(path, size);
         let mut data = FileData {
             start: self.pos,
             size,
@@ -796,22 +562,19 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         };
         if size == 0 {
             data.start = 0;
-            self.check_end(path, size, content)?;
+            c.end(content)?;
             return Ok(data);
         }
         if size < BLOCK_SIZE as u64 {
             // A fragment: read it whole before touching the fragment block.
             let len = size as usize;
-            let got = fill(content, &mut self.block[..len]).map_err(read_err)?;
-            if got < len {
-                return Err(short(got as u64));
-            }
-            self.check_end(path, size, content)?;
+            c.read_exact(content, &mut self.block[..len], 0)?;
+            c.end(content)?;
             if self.fragment.len() + len > BLOCK_SIZE {
                 self.flush_fragment()?;
             }
             let index = u32::try_from(self.fragments.len())
-                .map_err(|_| SquashfsError::TooLarge("more than 2^32 fragments".into()))?;
+                .map_err(|_| FS.too_large("more than 2^32 fragments"))?;
             data.start = 0;
             data.fragment = Some((index, self.fragment.len() as u32));
             self.fragment.extend_from_slice(&self.block[..len]);
@@ -820,10 +583,7 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         let mut done: u64 = 0;
         while done < size {
             let len = (size - done).min(BLOCK_SIZE as u64) as usize;
-            let got = fill(content, &mut self.block[..len]).map_err(read_err)?;
-            if got < len {
-                return Err(short(done + got as u64));
-            }
+            c.read_exact(content, &mut self.block[..len], done)?;
             done += len as u64;
             let block = &self.block[..len];
             if block.iter().all(|&b| b == 0) {
@@ -833,43 +593,21 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             }
             let word = if self.z.shrink(block)? {
                 let word = self.z.out.len() as u32;
-                self.out
-                    .write_all(&self.z.out)
-                    .map_err(SquashfsError::Write)?;
+                self.out.write_all(&self.z.out).map_err(ImageError::Write)?;
                 self.pos += u64::from(word);
                 word
             } else {
-                self.out.write_all(block).map_err(SquashfsError::Write)?;
+                self.out.write_all(block).map_err(ImageError::Write)?;
                 self.pos += len as u64;
                 len as u32 | DATA_UNCOMPRESSED
             };
             data.blocks.push(word);
         }
-        self.check_end(path, size, content)?;
+        c.end(content)?;
         Ok(data)
     }
 
-    fn check_end(
-        &mut self,
-        path: &[u8],
-        size: u64,
-        content: &mut dyn Read,
-    ) -> Result<(), SquashfsError> {
-        let mut one = [0u8; 1];
-        let extra = fill(content, &mut one).map_err(|source| SquashfsError::Read {
-            path: shown(path),
-            source,
-        })?;
-        if extra != 0 {
-            return Err(SquashfsError::Long {
-                path: shown(path),
-                want: size,
-            });
-        }
-        Ok(())
-    }
-
-    fn flush_fragment(&mut self) -> Result<(), SquashfsError> {
+    fn flush_fragment(&mut self) -> Result<(), ImageError> {
         if self.fragment.is_empty() {
             return Ok(());
         }
@@ -877,9 +615,7 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         let frag = std::mem::take(&mut self.fragment);
         let word = if self.z.shrink(&frag)? {
             let word = self.z.out.len() as u32;
-            self.out
-                .write_all(&self.z.out)
-                .map_err(SquashfsError::Write)?;
+            self.out.write_all(&self.z.out).map_err(ImageError::Write)?;
             self.pos += u64::from(word);
             word
         } else {
@@ -893,9 +629,60 @@ impl<W: Write + Seek> SquashfsWriter<W> {
     }
 }
 
-fn basic_type(body: &Body) -> u16 {
-    match body {
-        Body::Dir(_) => T_DIR,
+impl<W: Write + Seek> RootWriter for SquashfsWriter<W> {
+    type Error = ImageError;
+
+    fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
+        let meta = self.attrs(path, meta)?;
+        self.tree.dir(&FS, path, meta)
+    }
+
+    fn symlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
+        check_symlink(path, target)?;
+        let meta = self.attrs(path, meta)?;
+        self.leaf(path, meta, Body::Symlink(target.to_vec()))
+    }
+
+    fn device(
+        &mut self,
+        path: &[u8],
+        block: bool,
+        dev: (u32, u32),
+        meta: &EntryMeta,
+    ) -> Result<(), ImageError> {
+        let rdev = FS.rdev(path, dev)?;
+        let meta = self.attrs(path, meta)?;
+        self.leaf(path, meta, Body::Device { block, rdev })
+    }
+
+    fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
+        let meta = self.attrs(path, meta)?;
+        self.leaf(path, meta, Body::Fifo)
+    }
+
+    /// `content` must yield exactly `size` bytes, which are compressed and written now.
+    fn file(
+        &mut self,
+        names: &[&[u8]],
+        meta: &EntryMeta,
+        size: u64,
+        content: &mut dyn Read,
+    ) -> Result<(), ImageError> {
+        let shown_path = file_path(names);
+        let meta = self.attrs(shown_path, meta)?;
+        let places = self.tree.places(&FS, names)?;
+        let data = self.data(shown_path, size, content)?;
+        let body = Body::File(data);
+        self.tree.add(&places, Node::Leaf(Leaf { meta, body }));
+        Ok(())
+    }
+}
+
+fn basic_type(node: &Entry) -> u16 {
+    let Node::Leaf(leaf) = node else {
+        return T_DIR;
+    };
+    match leaf.body {
         Body::File(_) => T_FILE,
         Body::Symlink(_) => T_SYMLINK,
         Body::Device { block: true, .. } => T_BLOCK,
@@ -928,14 +715,14 @@ struct Listing {
 }
 
 impl Tables {
-    fn id(&mut self, v: u32) -> Result<u16, SquashfsError> {
+    fn id(&mut self, v: u32) -> Result<u16, ImageError> {
         if let Some(&i) = self.id_index.get(&v) {
             return Ok(i);
         }
         let i = u16::try_from(self.ids.len())
             .ok()
             .filter(|&i| i < u16::MAX)
-            .ok_or_else(|| SquashfsError::TooLarge("more than 65535 distinct uids/gids".into()))?;
+            .ok_or_else(|| FS.too_large("more than 65535 distinct uids/gids"))?;
         self.ids.push(v);
         self.id_index.insert(v, i);
         Ok(i)
@@ -961,7 +748,7 @@ impl Tables {
         &mut self,
         z: &mut Zlib,
         entries: &[(&[u8], u64, u32, u16)],
-    ) -> Result<Listing, SquashfsError> {
+    ) -> Result<Listing, ImageError> {
         let (block, offset) = self.dirs.pos()?;
         let mut len: u64 = 0;
         let mut index = Vec::new();
@@ -984,15 +771,14 @@ impl Tables {
                 j += 1;
             }
             let start_block = u32::try_from(start_block)
-                .map_err(|_| SquashfsError::TooLarge("the inode table exceeds 4 GiB".into()))?;
+                .map_err(|_| FS.too_large("the inode table exceeds 4 GiB"))?;
             let (here, _) = self.dirs.pos()?;
             if here != indexed_block && index_count < u16::MAX {
                 let first = entries[i].0;
                 put32(
                     &mut index,
-                    u32::try_from(len).map_err(|_| {
-                        SquashfsError::TooLarge("a directory listing exceeds 4 GiB".into())
-                    })?,
+                    u32::try_from(len)
+                        .map_err(|_| FS.too_large("a directory listing exceeds 4 GiB"))?,
                 );
                 put32(&mut index, here);
                 put32(&mut index, (first.len() - 1) as u32);
@@ -1018,7 +804,7 @@ impl Tables {
         let len = u32::try_from(len)
             .ok()
             .filter(|&l| l <= u32::MAX - 3)
-            .ok_or_else(|| SquashfsError::TooLarge("a directory listing exceeds 4 GiB".into()))?;
+            .ok_or_else(|| FS.too_large("a directory listing exceeds 4 GiB"))?;
         Ok(Listing {
             block,
             offset,
@@ -1032,31 +818,37 @@ impl Tables {
     fn inode(
         &mut self,
         z: &mut Zlib,
-        node: &Node,
+        node: &Entry,
         xattr_sets: &[XattrSet],
         ino: u32,
         nlink: u32,
         dir: Option<(Listing, u32)>,
-    ) -> Result<u64, SquashfsError> {
+    ) -> Result<u64, ImageError> {
         let r = self.inodes.reference()?;
-        let a = node.attrs;
-        let xattr = self.xattr(a.xattrs.filter(|&s| s < xattr_sets.len()));
+        let (m, body) = match node {
+            Node::Dir { attrs, .. } => (*attrs, None),
+            Node::Leaf(leaf) => (leaf.meta, Some(&leaf.body)),
+        };
+        let a = m.attrs;
+        // Clamped to the epoch, which fits.
+        let mtime = u32::try_from(a.mtime).unwrap_or(u32::MAX);
+        let xattr = self.xattr(m.xattrs.filter(|&s| s < xattr_sets.len()));
         let has_xattr = xattr != NO_XATTR;
-        let basic = basic_type(&node.body);
+        let basic = basic_type(node);
         let mut b = Vec::with_capacity(64);
-        let header = |b: &mut Vec<u8>, t: &mut Self, kind: u16| -> Result<(), SquashfsError> {
+        let header = |b: &mut Vec<u8>, t: &mut Self, kind: u16| -> Result<(), ImageError> {
             put16(b, kind);
             put16(b, a.mode);
             let uid = t.id(a.uid)?;
             let gid = t.id(a.gid)?;
             put16(b, uid);
             put16(b, gid);
-            put32(b, a.mtime);
+            put32(b, mtime);
             put32(b, ino);
             Ok(())
         };
-        match (&node.body, dir) {
-            (Body::Dir(_), Some((l, parent))) => {
+        match (body, dir) {
+            (None, Some((l, parent))) => {
                 let size = l.len + 3;
                 if !has_xattr && l.index_count == 0 && size <= u32::from(u16::MAX) {
                     header(&mut b, self, T_DIR)?;
@@ -1077,7 +869,7 @@ impl Tables {
                     b.extend_from_slice(&l.index);
                 }
             }
-            (Body::File(f), _) => {
+            (Some(Body::File(f)), _) => {
                 let (frag, frag_off) = f.fragment.unwrap_or((NO_FRAGMENT, 0));
                 if nlink == 1
                     && !has_xattr
@@ -1103,7 +895,7 @@ impl Tables {
                     put32(&mut b, *w);
                 }
             }
-            (Body::Symlink(target), _) => {
+            (Some(Body::Symlink(target)), _) => {
                 header(&mut b, self, basic + if has_xattr { EXTENDED } else { 0 })?;
                 put32(&mut b, nlink);
                 put32(&mut b, target.len() as u32);
@@ -1112,7 +904,7 @@ impl Tables {
                     put32(&mut b, xattr);
                 }
             }
-            (Body::Device { rdev, .. }, _) => {
+            (Some(Body::Device { rdev, .. }), _) => {
                 header(&mut b, self, basic + if has_xattr { EXTENDED } else { 0 })?;
                 put32(&mut b, nlink);
                 put32(&mut b, *rdev);
@@ -1120,17 +912,15 @@ impl Tables {
                     put32(&mut b, xattr);
                 }
             }
-            (Body::Fifo, _) => {
+            (Some(Body::Fifo), _) => {
                 header(&mut b, self, basic + if has_xattr { EXTENDED } else { 0 })?;
                 put32(&mut b, nlink);
                 if has_xattr {
                     put32(&mut b, xattr);
                 }
             }
-            (Body::Dir(_), None) => {
-                return Err(SquashfsError::TooLarge(
-                    "internal: a directory without its listing".into(),
-                ));
+            (None, None) => {
+                return Err(FS.too_large("internal: a directory without its listing"));
             }
         }
         self.inodes.push(z, &b)?;
