@@ -352,7 +352,7 @@ fn run_qemu_picks_the_boot_from_the_outputs_there() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("disk-bios.img not found")
-            && stderr.contains("raw-bios, qcow2-bios or vhd"),
+            && stderr.contains("raw-bios, qcow2-bios, vhd or vmdk"),
         "{stderr}"
     );
     let (code, stderr) = picks("disk", &["--bios", "--iso"]);
