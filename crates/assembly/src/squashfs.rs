@@ -9,7 +9,9 @@
 //! Like `mksquashfs`'s default, the tail of a file of a block or more is a short block of its
 //! own, not a fragment. Identical files are not deduplicated.
 //!
-//! File data goes to the output as files are added, a block at a time; only the metadata
+//! File data goes to the output as files are added, a block at a time (the blocks of a large
+//! file compressed a batch at a time, one per core, each on its own, so the bytes do not
+//! depend on the number of cores); only the metadata
 //! (names, inode fields, block sizes: a few bytes per 128 KiB) stays in memory until
 //! [`SquashfsWriter::finish`] writes the inode, directory, fragment, id and xattr tables and,
 //! last, the superblock at the position where the image started. The image is padded to a
@@ -146,6 +148,20 @@ impl Zlib {
     }
 }
 
+/// How many data blocks are compressed side by side: one per core, up to 16.
+fn batch_blocks() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+}
+
+/// `None` for an all-zero block (stored sparse); else whether `z.out` holds it compressed
+/// smaller (`false`: store it as is).
+fn compress_block(z: &mut Zlib, block: &[u8]) -> Result<Option<bool>, ImageError> {
+    if block.iter().all(|&b| b == 0) {
+        return Ok(None);
+    }
+    z.shrink(block).map(Some)
+}
+
 /// A metadata table being built in memory: 8 KiB blocks, each compressed (when that helps)
 /// behind a 2-byte length header.
 #[derive(Default)]
@@ -214,7 +230,9 @@ pub(crate) struct SquashfsWriter<W: Write + Seek> {
     xattr_sets: Vec<XattrSet>,
     xattr_index: HashMap<XattrSet, usize>,
     z: Zlib,
+    /// Up to [`batch_blocks`] data blocks read ahead, compressed side by side with `zs`.
     block: Vec<u8>,
+    zs: Vec<Zlib>,
     /// The fragment block being filled.
     fragment: Vec<u8>,
     /// Written fragments: start and on-disk size word.
@@ -244,7 +262,8 @@ impl<W: Write + Seek> ImageWriter<W> for SquashfsWriter<W> {
             xattr_sets: Vec::new(),
             xattr_index: HashMap::new(),
             z: Zlib::new(),
-            block: vec![0; BLOCK_SIZE],
+            block: vec![0; BLOCK_SIZE * batch_blocks()],
+            zs: (0..batch_blocks()).map(|_| Zlib::new()).collect(),
             fragment: Vec::with_capacity(BLOCK_SIZE),
             fragments: Vec::new(),
         };
@@ -580,28 +599,62 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             self.fragment.extend_from_slice(&self.block[..len]);
             return Ok(data);
         }
+        // The blocks of a large file are compressed a batch at a time, one thread per block:
+        // each block is compressed on its own, so the bytes do not depend on how many.
         let mut done: u64 = 0;
         while done < size {
-            let len = (size - done).min(BLOCK_SIZE as u64) as usize;
-            c.read_exact(content, &mut self.block[..len], done)?;
-            done += len as u64;
-            let block = &self.block[..len];
-            if block.iter().all(|&b| b == 0) {
-                data.blocks.push(0);
-                data.sparse += len as u64;
-                continue;
+            let mut lens = Vec::with_capacity(self.zs.len());
+            while lens.len() < self.zs.len() && done < size {
+                let len = (size - done).min(BLOCK_SIZE as u64) as usize;
+                let at = lens.len() * BLOCK_SIZE;
+                c.read_exact(content, &mut self.block[at..at + len], done)?;
+                done += len as u64;
+                lens.push(len);
             }
-            let word = if self.z.shrink(block)? {
-                let word = self.z.out.len() as u32;
-                self.out.write_all(&self.z.out).map_err(ImageError::Write)?;
-                self.pos += u64::from(word);
-                word
+            let blocks: Vec<&[u8]> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| &self.block[i * BLOCK_SIZE..i * BLOCK_SIZE + len])
+                .collect();
+            let zs = &mut self.zs[..blocks.len()];
+            let shrunk: Vec<Result<Option<bool>, ImageError>> = if blocks.len() == 1 {
+                vec![compress_block(&mut zs[0], blocks[0])]
             } else {
-                self.out.write_all(block).map_err(ImageError::Write)?;
-                self.pos += len as u64;
-                len as u32 | DATA_UNCOMPRESSED
+                std::thread::scope(|s| {
+                    let running: Vec<_> = zs
+                        .iter_mut()
+                        .zip(&blocks)
+                        .map(|(z, &b)| s.spawn(move || compress_block(z, b)))
+                        .collect();
+                    running
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(ImageError::Compress("a compression thread failed".into()))
+                            })
+                        })
+                        .collect()
+                })
             };
-            data.blocks.push(word);
+            for ((block, z), shrunk) in blocks.iter().zip(self.zs.iter()).zip(shrunk) {
+                let word = match shrunk? {
+                    None => {
+                        data.blocks.push(0);
+                        data.sparse += block.len() as u64;
+                        continue;
+                    }
+                    Some(true) => {
+                        self.out.write_all(&z.out).map_err(ImageError::Write)?;
+                        z.out.len() as u32
+                    }
+                    Some(false) => {
+                        self.out.write_all(block).map_err(ImageError::Write)?;
+                        block.len() as u32 | DATA_UNCOMPRESSED
+                    }
+                };
+                self.pos += u64::from(word & !DATA_UNCOMPRESSED);
+                data.blocks.push(word);
+            }
         }
         c.end(content)?;
         Ok(data)
