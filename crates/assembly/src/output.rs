@@ -966,39 +966,25 @@ fn write_bios_outputs(
         written.push(Pending { path, tmp });
     }
     if wanted(Format::Vhd) || wanted(Format::DynamicVhd) {
-        let path = plan.with_suffix(VHD_SUFFIX);
-        let tmp = temp_for(&path)?;
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        let write = if wanted(Format::Vhd) {
-            crate::vhd::write_fixed_vhd
-        } else {
-            crate::vhd::write_dynamic_vhd
-        };
-        write(&image, &mut w, epoch, id)
-            .and_then(|()| w.flush())
-            .map_err(|e| Error::output(&path, e))?;
-        drop(w);
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::output(&path, e))?;
-        written.push(Pending { path, tmp });
+        let fixed = wanted(Format::Vhd);
+        written.push(buffered_output(plan.with_suffix(VHD_SUFFIX), |w| {
+            if fixed {
+                crate::vhd::write_fixed_vhd(&image, w, epoch, id)
+            } else {
+                crate::vhd::write_dynamic_vhd(&image, w, epoch, id)
+            }
+        })?);
     }
     if wanted(Format::Vmdk) {
         let path = plan.with_suffix(VMDK_SUFFIX);
-        let tmp = temp_for(&path)?;
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::output(&path, "a VMDK's descriptor names its file in UTF-8"))?;
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        crate::vmdk::write_vmdk(&image, &mut w, name, crate::vmdk::content_id(id))
-            .and_then(|()| w.flush())
-            .map_err(|e| Error::output(&path, e))?;
-        drop(w);
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::output(&path, e))?;
-        written.push(Pending { path, tmp });
+            .ok_or_else(|| Error::output(&path, "a VMDK's descriptor names its file in UTF-8"))?
+            .to_string();
+        written.push(buffered_output(path, |w| {
+            crate::vmdk::write_vmdk(&image, w, &name, crate::vmdk::content_id(id))
+        })?);
     }
     if wanted(Format::Gcp) {
         let path = plan.with_suffix(GCP_SUFFIX);
@@ -1014,6 +1000,23 @@ fn write_bios_outputs(
         written.push(Pending { path, tmp });
     }
     Ok(written)
+}
+
+/// `path`'s file, written by `write` through a 1 MiB buffer to a temporary file, synced.
+fn buffered_output(
+    path: PathBuf,
+    write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
+) -> Result<Pending> {
+    let tmp = temp_for(&path)?;
+    let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .map_err(|e| Error::output(&path, e))?;
+    drop(w);
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::output(&path, e))?;
+    Ok(Pending { path, tmp })
 }
 
 /// `raw` (a whole disk image) as a qcow2 image in `out`.

@@ -841,8 +841,8 @@ fn qcow2_efi_is_the_raw_efi_disk_as_qcow2() {
 /// from the ISO 9660 tree, as `isoinfo` and `xorriso` read it; the image is hybrid (one
 /// bootable partition over it all, as `sfdisk` reads it), and `raw-bios` (and `aws`),
 /// `qcow2-bios`, `vhd`, `vmdk` and `gcp` are the same image as a raw, a qcow2, a fixed VHD and
-/// a VMware sparse disk and as Compute Engine's `disk.raw`. ISOLINUX's files are inputs like the images;
-/// missing ones and a foreign architecture are refused before any output.
+/// a VMware sparse disk and as Compute Engine's `disk.raw`. ISOLINUX's files are inputs like
+/// the images; missing ones and a foreign architecture are refused before any output.
 #[test]
 fn bios_formats_boot_isolinux_with_the_kernel_initrd_and_cmdline() {
     let env = Env::new();
