@@ -485,6 +485,12 @@ struct Pending {
     tmp: NamedTempFile,
 }
 
+/// [`temp_for`] an output file whose writing starts now, told to `progress`.
+fn started(progress: &dyn Fn(&Path), path: &Path) -> Result<NamedTempFile> {
+    progress(path);
+    temp_for(path)
+}
+
 fn temp_for(path: &Path) -> Result<NamedTempFile> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -507,7 +513,13 @@ fn temp_for(path: &Path) -> Result<NamedTempFile> {
 }
 
 /// Writes the outputs of `plan` for the assembled tree.
-pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<Written> {
+/// `progress` is told each output file's path as its writing starts.
+pub fn write_outputs(
+    a: &Assembly,
+    store: &Store,
+    plan: &OutputPlan,
+    progress: &dyn Fn(&Path),
+) -> Result<Written> {
     let dir = plan.dir();
     fs_err::create_dir_all(&dir).map_err(|e| Error::output(&dir, e))?;
     let raw_efi = plan.formats.contains(&Format::RawEfi);
@@ -533,7 +545,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
                         .map_err(|e| Error::output("standard output", e))?;
                 }
                 Some(TarDestination::File(path)) => {
-                    let tmp = temp_for(path)?;
+                    let tmp = started(progress, path)?;
                     let out = BufWriter::with_capacity(
                         1 << 20,
                         tmp.as_file()
@@ -562,7 +574,11 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
     let tar_kernel_initrd = plan.formats.contains(&Format::TarKernelInitrd);
     if kernel_initrd || tar_kernel_initrd || stub.is_some() || isolinux.is_some() {
         let initrd_path = plan.with_suffix("-initrd.img");
-        let initrd_tmp = temp_for(&initrd_path)?;
+        let initrd_tmp = if kernel_initrd {
+            started(progress, &initrd_path)?
+        } else {
+            temp_for(&initrd_path)?
+        };
         let kernel_path = plan.with_suffix("-kernel");
         let kernel_tmp = temp_for(&kernel_path)?;
         let ucode_len = match lookup(&a.root, &[b"boot".to_vec(), b"ucode.cpio".to_vec()]) {
@@ -599,7 +615,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             let mut raw_disk: Option<File> = None;
             if raw_efi {
                 let path = plan.with_suffix(RAW_EFI_SUFFIX);
-                let tmp = temp_for(&path)?;
+                let tmp = started(progress, &path)?;
                 write_raw_efi(tmp.as_file(), &boot, &seed).map_err(|e| Error::output(&path, e))?;
                 raw_disk = Some(
                     tmp.as_file()
@@ -610,7 +626,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             }
             if qcow2_efi {
                 let path = plan.with_suffix(QCOW2_EFI_SUFFIX);
-                let tmp = temp_for(&path)?;
+                let tmp = started(progress, &path)?;
                 write_qcow2_efi(&tmp, raw_disk.take(), &boot, &seed, &dir)
                     .map_err(|e| Error::output(&path, e))?;
                 pending.push(Pending { path, tmp });
@@ -623,7 +639,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             ] {
                 if wanted {
                     let path = plan.with_suffix(suffix);
-                    let tmp = temp_for(&path)?;
+                    let tmp = started(progress, &path)?;
                     write_iso_efi(&tmp, &boot, &seed, &dir).map_err(|e| Error::output(&path, e))?;
                     pending.push(Pending { path, tmp });
                 }
@@ -631,12 +647,17 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
         }
         if let (Some(isolinux), Some(parts)) = (&isolinux, &parts) {
             pending.extend(write_bios_outputs(
-                plan, &dir, isolinux, &done, parts, a.epoch,
+                plan,
+                (&dir, progress),
+                isolinux,
+                &done,
+                parts,
+                a.epoch,
             )?);
         }
         if tar_kernel_initrd {
             let path = plan.with_suffix("-initrd.tar");
-            let tmp = temp_for(&path)?;
+            let tmp = started(progress, &path)?;
             write_kernel_initrd_tar(&tmp, &done, &initrd_tmp, &kernel_tmp, a.epoch)
                 .map_err(|e| Error::output(&path, e))?;
             pending.push(Pending { path, tmp });
@@ -670,7 +691,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             a,
             store,
             plan,
-            &dir,
+            (&dir, progress),
             SQUASHFS_SUFFIX,
             !kernel_initrd,
         )?);
@@ -680,7 +701,7 @@ pub fn write_outputs(a: &Assembly, store: &Store, plan: &OutputPlan) -> Result<W
             a,
             store,
             plan,
-            &dir,
+            (&dir, progress),
             EROFS_SUFFIX,
             !kernel_initrd && !squashfs,
         )?);
@@ -742,12 +763,12 @@ fn write_kernel_rootfs<I: RootImage>(
     a: &Assembly,
     store: &Store,
     plan: &OutputPlan,
-    dir: &Path,
+    (dir, progress): (&Path, &dyn Fn(&Path)),
     suffix: &str,
     with_kernel: bool,
 ) -> Result<Vec<Pending>> {
     let path = plan.with_suffix(suffix);
-    let tmp = temp_for(&path)?;
+    let tmp = started(progress, &path)?;
     let kernel_path = plan.with_suffix("-kernel");
     let kernel_tmp = temp_for(&kernel_path)?;
     let out = tmp
@@ -904,7 +925,7 @@ fn isolinux_cfg(cmdline: &[u8]) -> String {
 /// `gcp`'s (made at `epoch`).
 fn write_bios_outputs(
     plan: &OutputPlan,
-    dir: &Path,
+    (dir, progress): (&Path, &dyn Fn(&Path)),
     isolinux: &IsolinuxFiles,
     done: &InitrdDone,
     parts: &BootParts,
@@ -924,7 +945,7 @@ fn write_bios_outputs(
                 RAW_BIOS_SUFFIX
             };
             let path = plan.with_suffix(suffix);
-            let tmp = temp_for(&path)?;
+            let tmp = started(progress, &path)?;
             let file = tmp
                 .as_file()
                 .try_clone()
@@ -951,7 +972,7 @@ fn write_bios_outputs(
     ];
     for (_, suffix, _) in copies.iter().filter(|(f, _, copy)| *copy && wanted(*f)) {
         let path = plan.with_suffix(suffix);
-        let tmp = temp_for(&path)?;
+        let tmp = started(progress, &path)?;
         image
             .metadata()
             .and_then(|m| crate::rawdisk::copy_prefix(&image, m.len(), &mut tmp.as_file()))
@@ -961,19 +982,23 @@ fn write_bios_outputs(
     }
     if wanted(Format::Qcow2Bios) {
         let path = plan.with_suffix(QCOW2_BIOS_SUFFIX);
-        let tmp = temp_for(&path)?;
+        let tmp = started(progress, &path)?;
         write_qcow2_of(&tmp, &image).map_err(|e| Error::output(&path, e))?;
         written.push(Pending { path, tmp });
     }
     if wanted(Format::Vhd) || wanted(Format::DynamicVhd) {
         let fixed = wanted(Format::Vhd);
-        written.push(buffered_output(plan.with_suffix(VHD_SUFFIX), |w| {
-            if fixed {
-                crate::vhd::write_fixed_vhd(&image, w, epoch, id)
-            } else {
-                crate::vhd::write_dynamic_vhd(&image, w, epoch, id)
-            }
-        })?);
+        written.push(buffered_output(
+            progress,
+            plan.with_suffix(VHD_SUFFIX),
+            |w| {
+                if fixed {
+                    crate::vhd::write_fixed_vhd(&image, w, epoch, id)
+                } else {
+                    crate::vhd::write_dynamic_vhd(&image, w, epoch, id)
+                }
+            },
+        )?);
     }
     if wanted(Format::Vmdk) {
         let path = plan.with_suffix(VMDK_SUFFIX);
@@ -982,13 +1007,13 @@ fn write_bios_outputs(
             .and_then(|n| n.to_str())
             .ok_or_else(|| Error::output(&path, "a VMDK's descriptor names its file in UTF-8"))?
             .to_string();
-        written.push(buffered_output(path, |w| {
+        written.push(buffered_output(progress, path, |w| {
             crate::vmdk::write_vmdk(&image, w, &name, crate::vmdk::content_id(id))
         })?);
     }
     if wanted(Format::Gcp) {
         let path = plan.with_suffix(GCP_SUFFIX);
-        let tmp = temp_for(&path)?;
+        let tmp = started(progress, &path)?;
         let file = tmp
             .as_file()
             .try_clone()
@@ -1004,10 +1029,11 @@ fn write_bios_outputs(
 
 /// `path`'s file, written by `write` through a 1 MiB buffer to a temporary file, synced.
 fn buffered_output(
+    progress: &dyn Fn(&Path),
     path: PathBuf,
     write: impl FnOnce(&mut BufWriter<&File>) -> io::Result<()>,
 ) -> Result<Pending> {
-    let tmp = temp_for(&path)?;
+    let tmp = started(progress, &path)?;
     let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
     write(&mut w)
         .and_then(|()| w.flush())

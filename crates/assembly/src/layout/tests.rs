@@ -84,7 +84,7 @@ fn build_with(s: &Scratch, yaml: &str, fetcher: Option<&dyn ImageFetcher>) -> Re
     let a = assemble(&s.store, &config, &images, &AssembleOptions::default())?;
     let out = s.dir.path().join("out");
     let plan = OutputPlan::new(&["tar".into()], Some("t"), Some(&out), None, "t.yml").unwrap();
-    let written = write_outputs(&a, &s.store, &plan)?;
+    let written = write_outputs(&a, &s.store, &plan, &|_| {})?;
     let mut tar = tar::Archive::new(std::fs::File::open(&written.files[0]).unwrap());
     let mut out = Vec::new();
     for e in tar.entries().unwrap() {

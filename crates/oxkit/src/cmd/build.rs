@@ -216,7 +216,9 @@ pub fn run(global: &GlobalArgs, printer: &Printer, args: BuildArgs) -> Result<()
                     home: home.clone(),
                 },
             )?;
-            let written = write_outputs(&assembly, &store, &plan)?;
+            let written = write_outputs(&assembly, &store, &plan, &|path| {
+                printer.status(format!("writing {}", path.display()));
+            })?;
             uptodate::record(&store, &plan, &inputs, &written);
             (written, false)
         }

@@ -533,15 +533,30 @@ fn kernel_squashfs_and_erofs_hold_the_file_system_beside_the_kernel_and_cmdline(
     let yml = write_system(&env);
     let unsquashfs = require_tool("unsquashfs");
     let fsck_erofs = require_tool("fsck.erofs");
-    run_ok(&mut build_in(
+    let built = build_in(
         &env,
         &yml,
         "kernel+initrd,kernel+squashfs,kernel+erofs",
         "out",
         &[],
-    ));
+    )
+    .output()
+    .unwrap();
+    assert!(built.status.success(), "{built:?}");
     run_ok(&mut build_in(&env, &yml, "tar", "tar", &[]));
     let out = env.path().join("out");
+    // Each output is announced as its writing starts, before the list of what was written.
+    let said = String::from_utf8_lossy(&built.stderr);
+    for file in [
+        "system-initrd.img",
+        "system-squashfs.img",
+        "system-erofs.img",
+    ] {
+        let writing = said
+            .find(&format!("writing {}", out.join(file).display()))
+            .unwrap_or_else(|| panic!("no progress line for {file}: {said}"));
+        assert!(writing < said.find("wrote ").unwrap(), "{said}");
+    }
     no_temporaries(&out);
     let root = env.path().join("root");
     untar(&env.path().join("tar/system.tar"), &root);
