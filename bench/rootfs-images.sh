@@ -5,8 +5,7 @@
 # their defaults (gzip and 128 KiB blocks; uncompressed with 4 KiB blocks: what oxkit writes
 # too, and how LinuxKit's mkimage-squashfs and mkimage-erofs run them), plus the kernel and
 # command line copied out. Both compress SquashFS blocks on all cores (oxkit those of files of
-# two blocks or more). Also prints the image sizes (mksquashfs deduplicates identical files,
-# oxkit does not). Medians of RUNS.
+# two blocks or more). Also prints the image sizes. Medians of RUNS.
 #   bench/rootfs-images.sh [MB] [RUNS]   (default 100 MB, 5 runs; needs squashfs-tools,
 #       erofs-utils)
 set -euo pipefail

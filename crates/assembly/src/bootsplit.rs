@@ -5,7 +5,7 @@
 //! newc cpio, a SquashFS image or an EROFS image.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -93,8 +93,14 @@ impl<T: ImageWriter<BufWriter<File>>> RootImage for T {
         w.root(root)?;
         Ok(w)
     }
+    /// The file ends where the image does: a writer may have written past that and then
+    /// gone back (SquashFS drops the copy of data it stores already).
     fn finish_image(self) -> Result<BufWriter<File>, ImageError> {
-        self.finish()
+        let mut out = self.finish()?;
+        out.flush().map_err(ImageError::Write)?;
+        let end = out.stream_position().map_err(ImageError::Write)?;
+        out.get_ref().set_len(end).map_err(ImageError::Write)?;
+        Ok(out)
     }
 }
 

@@ -7,7 +7,8 @@
 //! the inode of every directory whose listing crosses a metadata block (so the kernel's
 //! lookups in large directories skip ahead), and no NFS export table.
 //! Like `mksquashfs`'s default, the tail of a file of a block or more is a short block of its
-//! own, not a fragment. Identical files are not deduplicated.
+//! own, not a fragment. Identical files (the same size and SHA-256) share their data, as
+//! `mksquashfs` makes them share it.
 //!
 //! File data goes to the output as files are added, a block at a time (the blocks of a large
 //! file compressed a batch at a time, one per core, each on its own, so the bytes do not
@@ -41,6 +42,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
+use oxkit_spec::{Digest, Sha256Hasher};
 use oxkit_store::layer::EntryMeta;
 
 use crate::bootsplit::RootWriter;
@@ -91,6 +93,7 @@ struct Meta {
     xattrs: Option<usize>,
 }
 
+#[derive(Clone)]
 struct FileData {
     start: u64,
     size: u64,
@@ -237,6 +240,8 @@ pub(crate) struct SquashfsWriter<W: Write + Seek> {
     fragment: Vec<u8>,
     /// Written fragments: start and on-disk size word.
     fragments: Vec<(u64, u32)>,
+    /// Every file's data by size and SHA-256, so that identical files share it.
+    stored: HashMap<(u64, Digest), FileData>,
 }
 
 impl<W: Write + Seek> ImageWriter<W> for SquashfsWriter<W> {
@@ -266,6 +271,7 @@ impl<W: Write + Seek> ImageWriter<W> for SquashfsWriter<W> {
             zs: (0..batch_blocks()).map(|_| Zlib::new()).collect(),
             fragment: Vec::with_capacity(BLOCK_SIZE),
             fragments: Vec::new(),
+            stored: HashMap::new(),
         };
         w.put(&[0; SUPERBLOCK_LEN])?;
         Ok(w)
@@ -589,6 +595,10 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             let len = size as usize;
             c.read_exact(content, &mut self.block[..len], 0)?;
             c.end(content)?;
+            let key = (size, Digest::sha256(&self.block[..len]));
+            if let Some(same) = self.stored.get(&key) {
+                return Ok(same.clone());
+            }
             if self.fragment.len() + len > BLOCK_SIZE {
                 self.flush_fragment()?;
             }
@@ -597,17 +607,20 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             data.start = 0;
             data.fragment = Some((index, self.fragment.len() as u32));
             self.fragment.extend_from_slice(&self.block[..len]);
+            self.stored.insert(key, data.clone());
             return Ok(data);
         }
         // The blocks of a large file are compressed a batch at a time, one thread per block:
         // each block is compressed on its own, so the bytes do not depend on how many.
         let mut done: u64 = 0;
+        let mut hash = Sha256Hasher::new();
         while done < size {
             let mut lens = Vec::with_capacity(self.zs.len());
             while lens.len() < self.zs.len() && done < size {
                 let len = (size - done).min(BLOCK_SIZE as u64) as usize;
                 let at = lens.len() * BLOCK_SIZE;
                 c.read_exact(content, &mut self.block[at..at + len], done)?;
+                hash.update(&self.block[at..at + len]);
                 done += len as u64;
                 lens.push(len);
             }
@@ -657,6 +670,16 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             }
         }
         c.end(content)?;
+        let key = (size, hash.finish());
+        if let Some(same) = self.stored.get(&key) {
+            // The same bytes are stored already: write over this copy.
+            self.out
+                .seek(SeekFrom::Start(self.base + data.start))
+                .map_err(ImageError::Write)?;
+            self.pos = data.start;
+            return Ok(same.clone());
+        }
+        self.stored.insert(key, data.clone());
         Ok(data)
     }
 

@@ -136,7 +136,7 @@ impl Layout {
         let text = format!(
             "# Disk DescriptorFile\n\
              version=1\n\
-             CID={cid:08x}\n\
+             CID={cid:x}\n\
              parentCID=ffffffff\n\
              createType=\"monolithicSparse\"\n\
              \n\

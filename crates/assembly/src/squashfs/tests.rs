@@ -627,3 +627,72 @@ fn listing_headers_split_where_the_format_needs() {
         ]
     );
 }
+
+/// Files with the same bytes share their data, as `mksquashfs`'s do: a copy of a large file
+/// and of a small one adds no data, and every name reads back whole (through `unsquashfs`
+/// and the kernel). A copy written last, then dropped, leaves nothing after the image in the
+/// file.
+#[test]
+fn identical_files_share_their_data() {
+    // Random bytes: a copy not shared would add its whole size.
+    let big = Rng::new(7).bytes(400_000);
+    let small = Rng::new(8).bytes(5000);
+    let build = |copies: bool| {
+        let mut r = Rec::new();
+        r.dir("d", m(0o755, 0, 0, 1));
+        r.file(&["d/a"], m(0o644, 0, 0, 2), big.clone());
+        r.file(&["d/s"], m(0o644, 0, 0, 2), small.clone());
+        // More than a fragment block of other small files: the copy of `s` would go to
+        // another fragment block, where compression cannot refer back to it.
+        for i in 0..30u64 {
+            r.file(
+                &[format!("d/f{i:02}").as_str()],
+                m(0o644, 0, 0, 2),
+                Rng::new(100 + i).bytes(5000),
+            );
+        }
+        if copies {
+            r.file(&["d/b"], m(0o600, 1, 1, 3), big.clone());
+            r.file(&["d/t"], m(0o600, 1, 1, 3), small.clone());
+        }
+        r.file(&["d/z"], m(0o644, 0, 0, 4), text(9, 200_000));
+        r.finish()
+    };
+    let (one, two) = (build(false), build(true));
+    let used = |b: &Built| u64::from_le_bytes(b.image[40..48].try_into().unwrap());
+    assert!(
+        used(&two) < used(&one) + 1024,
+        "the copies added data: {} bytes against {}",
+        used(&two),
+        used(&one)
+    );
+    extract_and_compare(&two);
+    mount_and_compare(&two);
+
+    // Through a file, as `oxkit build` writes it, with the copy last.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("image.sqfs");
+    let out = BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut w =
+        <SquashfsWriter<_> as crate::bootsplit::RootImage>::create(out, EPOCH, &m(0o755, 0, 0, 1))
+            .unwrap();
+    for name in ["a", "b"] {
+        w.file(
+            &[name.as_bytes()],
+            &m(0o644, 0, 0, 2),
+            big.len() as u64,
+            &mut &big[..],
+        )
+        .unwrap();
+    }
+    crate::bootsplit::RootImage::finish_image(w).unwrap();
+    let image = std::fs::read(&path).unwrap();
+    let used = u64::from_le_bytes(image[40..48].try_into().unwrap());
+    assert_eq!(
+        image.len() as u64,
+        used.next_multiple_of(4096),
+        "bytes past the image"
+    );
+    let listing = run(Command::new(tool("unsquashfs")).arg("-lln").arg(&path));
+    assert_eq!(listing.matches(" 400000 ").count(), 2, "{listing}");
+}

@@ -20,18 +20,27 @@ fn write(raw: &File, path: &Path, cid: u32) {
     out.flush().unwrap();
 }
 
-/// `bytes` with the descriptor's content id (the 8 hex digits after `CID=`) read out and
-/// replaced by zeros.
-fn without_cid(mut bytes: Vec<u8>) -> (Vec<u8>, u32) {
+/// `bytes` with the descriptor's content id (the hex digits after `CID=`, as many as it
+/// takes: QEMU does not pad them) read out and taken out of the descriptor, which is padded
+/// with zeros to its 20 sectors again.
+fn without_cid(bytes: Vec<u8>) -> (Vec<u8>, u32) {
+    let desc_end = (DESCRIPTOR_OFFSET + DESCRIPTOR_SECTORS) as usize * 512;
     let at = bytes
         .windows(5)
         .position(|w| w == b"\nCID=")
         .expect("a CID line")
         + 5;
-    let hex = std::str::from_utf8(&bytes[at..at + 8]).unwrap();
-    let cid = u32::from_str_radix(hex, 16).expect("8 hex digits");
-    bytes[at..at + 8].copy_from_slice(b"00000000");
-    (bytes, cid)
+    let len = bytes[at..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("the CID line's end");
+    let hex = std::str::from_utf8(&bytes[at..at + len]).unwrap();
+    let cid = u32::from_str_radix(hex, 16).expect("hex digits");
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(&bytes[at + len..desc_end]);
+    out.resize(desc_end, 0);
+    out.extend_from_slice(&bytes[desc_end..]);
+    (out, cid)
 }
 
 /// Disks of several sizes and contents: holes, written zeros (read and found empty), a grain
@@ -107,6 +116,9 @@ fn only_grains_with_data_are_stored() {
         "{info}"
     );
     assert_eq!(info["format-specific"]["data"]["cid"], 1, "{info}");
+    // Written as QEMU writes it: hex digits without padding.
+    let bytes = std::fs::read(&vmdk).unwrap();
+    assert!(bytes.windows(7).any(|w| w == b"\nCID=1\n"), "the CID line");
     // Header and tables in the first 64 KiB, then the four grains.
     assert_eq!(std::fs::metadata(&vmdk).unwrap().len(), 5 * grain);
 }
