@@ -15,7 +15,6 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 
 const MAGIC: &[u8; 4] = b"QFI\xfb";
 const VERSION: u32 = 3;
@@ -202,14 +201,7 @@ fn write_qcow2_with(
     out.write_all(&layout.refcounts())?;
     out.write_all(&layout.l1())?;
     out.write_all(&layout.l2s())?;
-    let mut buf = vec![0u8; cs as usize];
-    for &guest in &layout.data {
-        let at = guest * cs;
-        let n = (len - at).min(cs) as usize;
-        raw.read_exact_at(&mut buf[..n], at)?;
-        buf[n..].fill(0);
-        out.write_all(&buf)?;
-    }
+    crate::rawdisk::write_chunks(raw, len, cluster_bits, &layout.data, &[], out)?;
     Ok(layout.total_clusters() * cs)
 }
 

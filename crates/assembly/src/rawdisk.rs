@@ -65,6 +65,31 @@ pub(crate) fn nonzero_chunks(raw: &File, len: u64, cluster_bits: u32) -> io::Res
     Ok(found)
 }
 
+/// Writes the `2^bits`-byte chunks `chunks` (indices, in the order given) of `raw`'s first
+/// `len` bytes to `out`, each whole (the disk's last, partial chunk padded with zeros) and
+/// each behind `header` (a dynamic VHD block's sector bitmap; empty for none): the data part
+/// of the sparse formats, whose tables [`nonzero_chunks`] laid out.
+pub(crate) fn write_chunks(
+    raw: &File,
+    len: u64,
+    bits: u32,
+    chunks: &[u64],
+    header: &[u8],
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let size = 1u64 << bits;
+    let mut buf = vec![0u8; size as usize];
+    for &c in chunks {
+        let at = c << bits;
+        let n = (len - at).min(size) as usize;
+        raw.read_exact_at(&mut buf[..n], at)?;
+        buf[n..].fill(0);
+        out.write_all(header)?;
+        out.write_all(&buf)?;
+    }
+    Ok(())
+}
+
 /// Whether `b` is all zeros.
 pub(crate) fn is_zero(b: &[u8]) -> bool {
     // OR-folding a block has no early exit, so it vectorises; blocks stop at the first hit.

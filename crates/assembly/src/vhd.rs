@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::io::{self, Write};
 
-use crate::rawdisk::{copy_prefix, nonzero_chunks, whole_sectors};
+use crate::rawdisk::{copy_prefix, nonzero_chunks, whole_sectors, write_chunks};
 
 const FOOTER_BYTES: usize = 512;
 const COOKIE: &[u8; 8] = b"conectix";
@@ -131,14 +131,12 @@ pub(crate) fn write_dynamic_vhd(
     epoch: i64,
     id: [u8; 16],
 ) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
     let len = whole_sectors(raw, VHD)?;
     let entries = u32::try_from(len.div_ceil(BLOCK_BYTES))
         .map_err(|_| io::Error::other("the disk is too large for a dynamic VHD"))?;
     // Which blocks hold data (holes are not read), to lay the BAT out; they are read again to
     // be copied.
     let present = nonzero_chunks(raw, len, BLOCK_BITS)?;
-    let mut block = vec![0u8; BLOCK_BYTES as usize];
     let bat_bytes = (entries as usize * 4).next_multiple_of(512);
     let first_block = BAT_OFFSET + bat_bytes as u64;
     let stride = BITMAP_BYTES as u64 + BLOCK_BYTES;
@@ -154,15 +152,8 @@ pub(crate) fn write_dynamic_vhd(
     out.write_all(&foot)?;
     out.write_all(&dynamic_header(entries))?;
     out.write_all(&bat)?;
-    let bitmap = [0xffu8; BITMAP_BYTES];
-    for &b in &present {
-        let at = b * BLOCK_BYTES;
-        let n = (len - at).min(BLOCK_BYTES) as usize;
-        raw.read_exact_at(&mut block[..n], at)?;
-        block[n..].fill(0);
-        out.write_all(&bitmap)?;
-        out.write_all(&block)?;
-    }
+    // Every sector of a stored block is present.
+    write_chunks(raw, len, BLOCK_BITS, &present, &[0xff; BITMAP_BYTES], out)?;
     out.write_all(&foot)
 }
 

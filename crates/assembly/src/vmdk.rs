@@ -19,9 +19,8 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 
-use crate::rawdisk::{nonzero_chunks, whole_sectors};
+use crate::rawdisk::{nonzero_chunks, whole_sectors, write_chunks};
 
 const SECTOR: u64 = 512;
 const MAGIC: &[u8; 4] = b"KDMV";
@@ -213,15 +212,7 @@ pub(crate) fn write_vmdk(
         0u8;
         ((layout.first_grain - written) * SECTOR) as usize
     ])?;
-    let mut grain = vec![0u8; 1 << GRAIN_BITS];
-    for &g in &layout.data {
-        let at = g << GRAIN_BITS;
-        let n = (len - at).min(1 << GRAIN_BITS) as usize;
-        raw.read_exact_at(&mut grain[..n], at)?;
-        grain[n..].fill(0);
-        out.write_all(&grain)?;
-    }
-    Ok(())
+    write_chunks(raw, len, GRAIN_BITS, &layout.data, &[], out)
 }
 
 #[cfg(test)]

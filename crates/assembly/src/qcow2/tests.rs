@@ -2,6 +2,7 @@
 //! and against a reader written here from the format's specification, which also checks that
 //! every cluster is counted exactly once.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
