@@ -124,8 +124,9 @@ impl Ucode {
 
 /// What was kept aside from `boot/`.
 pub(crate) struct BootFiles {
-    /// Where `boot/kernel` was copied, and how many bytes (0: there is no kernel).
-    pub(crate) kernel: File,
+    /// Where `boot/kernel` was copied (`None`: nowhere, another output writes it), and how
+    /// many bytes it has (0: there is no kernel).
+    pub(crate) kernel: Option<File>,
     pub(crate) kernel_len: u64,
     pub(crate) cmdline: Vec<u8>,
 }
@@ -144,8 +145,9 @@ fn in_boot(p: &[u8]) -> bool {
 }
 
 impl<R: RootWriter> BootSplit<R> {
-    /// `boot/kernel` goes to `kernel`; `boot/ucode.cpio` to `ucode` when given, else nowhere.
-    pub(crate) fn new(root: R, kernel: File, ucode: Option<Ucode>, path: &Path) -> Self {
+    /// `boot/kernel` goes to `kernel` and `boot/ucode.cpio` to `ucode` when given, else
+    /// nowhere.
+    pub(crate) fn new(root: R, kernel: Option<File>, ucode: Option<Ucode>, path: &Path) -> Self {
         Self {
             root,
             boot: BootFiles {
@@ -170,10 +172,9 @@ impl<R: RootWriter> BootSplit<R> {
         {
             return Err(self.err("boot/ucode.cpio was not written completely"));
         }
-        self.boot
-            .kernel
-            .sync_all()
-            .map_err(|e| Error::output(&self.path, e))?;
+        if let Some(k) = &self.boot.kernel {
+            k.sync_all().map_err(|e| Error::output(&self.path, e))?;
+        }
         Ok((self.root, self.boot))
     }
 
@@ -261,8 +262,10 @@ impl<R: RootWriter> Sink for BootSplit<R> {
     ) -> Result<()> {
         match paths {
             [b"boot/kernel"] => {
-                self.boot.kernel_len =
-                    io::copy(data, &mut self.boot.kernel).map_err(|e| self.err(e))?;
+                self.boot.kernel_len = match &mut self.boot.kernel {
+                    Some(k) => io::copy(data, k).map_err(|e| self.err(e))?,
+                    None => size,
+                };
                 return Ok(());
             }
             [b"boot/cmdline"] => {

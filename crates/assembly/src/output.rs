@@ -741,7 +741,12 @@ fn write_initrd(
         .try_clone()
         .map_err(|e| Error::output(kernel_path, e))?;
     let cpio = CpioWriter::new(ParallelGzip::new(initrd, GZIP_LEVEL), a.epoch);
-    let mut sink = BootSplit::new(cpio, kernel, Some(Ucode::new(head, ucode_len)), initrd_path);
+    let mut sink = BootSplit::new(
+        cpio,
+        Some(kernel),
+        Some(Ucode::new(head, ucode_len)),
+        initrd_path,
+    );
     emit(a, store, &mut sink, dir)?;
     let (cpio, boot) = sink.finish()?;
     let gz = cpio.finish().map_err(|e| Error::output(initrd_path, e))?;
@@ -770,7 +775,12 @@ fn write_kernel_rootfs<I: RootImage>(
     let path = plan.with_suffix(suffix);
     let tmp = started(progress, &path)?;
     let kernel_path = plan.with_suffix("-kernel");
-    let kernel_tmp = temp_for(&kernel_path)?;
+    // The kernel is copied only when this output writes it.
+    let kernel_tmp = if with_kernel {
+        Some(temp_for(&kernel_path)?)
+    } else {
+        None
+    };
     let out = tmp
         .as_file()
         .try_clone()
@@ -782,8 +792,9 @@ fn write_kernel_rootfs<I: RootImage>(
     )
     .map_err(|e| Error::output(&path, e))?;
     let kernel = kernel_tmp
-        .as_file()
-        .try_clone()
+        .as_ref()
+        .map(|t| t.as_file().try_clone())
+        .transpose()
         .map_err(|e| Error::output(&kernel_path, e))?;
     let mut sink = BootSplit::new(image, kernel, None, &path);
     emit(a, store, &mut sink, dir)?;
@@ -803,7 +814,7 @@ fn write_kernel_rootfs<I: RootImage>(
         .sync_all()
         .map_err(|e| Error::output(&path, e))?;
     let mut files = vec![Pending { path, tmp }];
-    if with_kernel {
+    if let Some(kernel_tmp) = kernel_tmp {
         if kernel_len > 0 {
             files.push(Pending {
                 path: kernel_path,
