@@ -10,10 +10,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 total_mb=${1:-200}
 build_oxkit
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OXKIT_STORE=$work/store
-unset SOURCE_DATE_EPOCH
+bench_workdir
 
 
 # Real-world content: Python's library, shared data, shared libraries; a kernel that does not

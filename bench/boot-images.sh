@@ -27,10 +27,7 @@ for f in "$stub" "$isolinux" "$ldlinux"; do
   [ -f "$f" ] || { echo "boot-images.sh needs $f (apt-get install systemd-boot-efi isolinux syslinux-common)" >&2; exit 1; }
 done
 build_oxkit
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OXKIT_STORE=$work/store
-unset SOURCE_DATE_EPOCH
+bench_workdir
 
 bench_system "$work" "$total_mb"
 printf 'ID=oxkit\n' >"$work/osrel"

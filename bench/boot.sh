@@ -10,6 +10,7 @@
 #   bench/boot.sh [RUNS]        (default 5; needs qemu-system-x86, busybox-static, cpio, git, apt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 root=$PWD
 runs=${1:-5}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -17,10 +18,7 @@ case $CARGO_TARGET_DIR in /*) ;; *) CARGO_TARGET_DIR=$root/$CARGO_TARGET_DIR ;; 
 cargo build --quiet --release --locked -p oxkit
 ox=$CARGO_TARGET_DIR/release/oxkit
 init_bin=$(scripts/build-init.sh 2>/dev/null | tail -n 1 | cut -d' ' -f1)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OXKIT_STORE=$work/store
-unset SOURCE_DATE_EPOCH
+bench_workdir
 
 # The packages in a committed repository of their own (their tags come from git; the working
 # tree may hold uncommitted edits), with the git-ignored inputs added afterwards.

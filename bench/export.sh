@@ -12,10 +12,7 @@ total_mb=${1:-200}
 runs=${2:-5}
 command -v umoci >/dev/null || { echo "export.sh needs umoci (apt-get install umoci)" >&2; exit 1; }
 build_oxkit
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OXKIT_STORE=$work/store
-unset SOURCE_DATE_EPOCH
+bench_workdir
 
 # Three layers: a base, a second one over different files, and a third that deletes a tenth of
 # the base's files and rewrites another tenth (whiteouts and replacements to apply).

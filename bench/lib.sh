@@ -25,6 +25,15 @@ build_oxkit() {
   case $CARGO_TARGET_DIR in /*) ox=$CARGO_TARGET_DIR/release/oxkit ;; *) ox=$PWD/$CARGO_TARGET_DIR/release/oxkit ;; esac
 }
 
+# Sets `work` to a new scratch directory, removed on exit, with the store (OXKIT_STORE) in it;
+# unsets SOURCE_DATE_EPOCH so that runs do not depend on the caller's.
+bench_workdir() {
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  export OXKIT_STORE=$work/store
+  unset SOURCE_DATE_EPOCH
+}
+
 # A system for the image-format benchmarks in WORK: an 8 MB kernel that does not compress
 # (like a real bzImage) and two services of about MB/2 megabytes of real files each, imported
 # into the store ($OXKIT_STORE), and WORK/bench.yml naming them.

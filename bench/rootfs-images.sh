@@ -17,10 +17,7 @@ for t in mksquashfs:squashfs-tools mkfs.erofs:erofs-utils; do
   command -v "${t%%:*}" >/dev/null || { echo "rootfs-images.sh needs ${t%%:*} (apt-get install ${t#*:})" >&2; exit 1; }
 done
 build_oxkit
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-export OXKIT_STORE=$work/store
-unset SOURCE_DATE_EPOCH
+bench_workdir
 
 bench_system "$work" "$total_mb"
 
