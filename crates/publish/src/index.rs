@@ -295,9 +295,8 @@ pub(crate) fn publish_index(
 
 /// The index [`publish_index`] would write for `ours` if the registry did not change before
 /// it runs: the index `TAG` holds now, merged with `ours` (`None`: it lists them already, so
-/// nothing would be written). A guess, to get the index's signature ready while the images
-/// upload: it is wrong when another machine adds an architecture meanwhile, and nothing may
-/// depend on it.
+/// nothing would be written). A guess, to sign the index while the images upload: it is
+/// wrong when another machine adds an architecture meanwhile, and nothing may depend on it.
 pub(crate) fn predict(
     remote: &dyn Remote,
     index_ref: &Reference,

@@ -1,6 +1,8 @@
 //! Registry round trips that do not depend on each other (one per architecture, one per
 //! signature) run on scoped threads, one each: there are only ever a handful.
 
+use std::sync::{Condvar, Mutex, PoisonError};
+
 use crate::error::{PublishError, Result};
 
 /// `f` over every item at once, results in the items' order. A panicking call becomes an
@@ -27,4 +29,29 @@ pub(crate) fn each<T: Sync, R: Send>(
             })
             .collect()
     })
+}
+
+/// Where threads wait until something has happened: opened once, open for good.
+#[derive(Default)]
+pub(crate) struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    pub(crate) fn open(&self) {
+        *self.open.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.opened.notify_all();
+    }
+
+    /// Returns once the gate is open.
+    pub(crate) fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        while !*open {
+            open = self
+                .opened
+                .wait(open)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }

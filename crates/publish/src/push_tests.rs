@@ -1,5 +1,8 @@
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
+use oxkit_registry::{BlobSource, BlobUpload, Pushed};
 use oxkit_sign::{SignatureImage, SigningKey};
 
 use super::*;
@@ -244,7 +247,7 @@ fn the_index_signed_is_the_final_one_whenever_another_writer_comes() {
 }
 
 #[test]
-fn the_expected_index_has_its_signature_ready_before_the_index_step() {
+fn the_expected_index_is_signed_before_the_index_step() {
     let tmp = tempfile::tempdir().unwrap();
     let (pkg, store) = built(tmp.path(), &["amd64", "arm64"]);
     let fake = Fake::default();
@@ -252,6 +255,8 @@ fn the_expected_index_has_its_signature_ready_before_the_index_step() {
     // What the registry holds when the index step first reads the index (the guess made
     // while the images uploaded is the first read).
     let at_merge = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Digest>::new()));
+    let tags_at_merge = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let tags_seen = tags_at_merge.clone();
     let seen = at_merge.clone();
     let reads = std::sync::atomic::AtomicUsize::new(0);
     fake.set_hook(Box::new(
@@ -261,6 +266,7 @@ fn the_expected_index_has_its_signature_ready_before_the_index_step() {
                 && reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
             {
                 *seen.lock().unwrap() = st.objects.keys().cloned().collect();
+                *tags_seen.lock().unwrap() = st.tags.keys().cloned().collect();
             }
         },
     ));
@@ -281,4 +287,165 @@ fn the_expected_index_has_its_signature_ready_before_the_index_step() {
     let sig: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     let payload: Digest = serde_json::from_value(sig["layers"][0]["digest"].clone()).unwrap();
     assert!(at_merge.lock().unwrap().contains(&payload));
+    // And its signature written: the index step had nothing left to sign.
+    assert!(tags_at_merge.lock().unwrap().contains(&fake::key(&tag_ref)));
+}
+
+/// A registry whose layer uploads take a while (or fail), counting the signature requests
+/// (reads and writes of `.sig` tags, uploads of in-memory blobs) in flight: the most at once
+/// while a layer uploads, and after.
+struct Timed<'f> {
+    fake: &'f Fake,
+    upload: Duration,
+    fail_upload: bool,
+    signing_request: Duration,
+    uploading: AtomicBool,
+    in_flight: AtomicUsize,
+    most_while_uploading: AtomicUsize,
+    most_after: AtomicUsize,
+    /// Signature tags written.
+    written: AtomicUsize,
+}
+
+impl<'f> Timed<'f> {
+    fn new(fake: &'f Fake, upload: Duration, signing_request: Duration) -> Self {
+        Timed {
+            fake,
+            upload,
+            fail_upload: false,
+            signing_request,
+            uploading: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            most_while_uploading: AtomicUsize::new(0),
+            most_after: AtomicUsize::new(0),
+            written: AtomicUsize::new(0),
+        }
+    }
+
+    fn signing<T>(&self, f: impl FnOnce() -> T) -> T {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let most = if self.uploading.load(Ordering::SeqCst) {
+            &self.most_while_uploading
+        } else {
+            &self.most_after
+        };
+        most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(self.signing_request);
+        let r = f();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+}
+
+fn is_signature(r: &Reference) -> bool {
+    r.tag().is_some_and(|t| t.ends_with(".sig"))
+}
+
+impl Remote for Timed<'_> {
+    fn head(&self, r: &Reference) -> oxkit_registry::Result<Option<Descriptor>> {
+        self.fake.head(r)
+    }
+
+    fn get(&self, r: &Reference) -> oxkit_registry::Result<Option<oxkit_registry::Manifest>> {
+        if is_signature(r) {
+            self.signing(|| self.fake.get(r))
+        } else {
+            self.fake.get(r)
+        }
+    }
+
+    fn put(&self, r: &Reference, media_type: &str, bytes: &[u8]) -> oxkit_registry::Result<Digest> {
+        if is_signature(r) {
+            self.written.fetch_add(1, Ordering::SeqCst);
+            self.signing(|| self.fake.put(r, media_type, bytes))
+        } else {
+            self.fake.put(r, media_type, bytes)
+        }
+    }
+
+    fn get_blob(&self, r: &Reference, digest: &Digest) -> oxkit_registry::Result<Vec<u8>> {
+        self.fake.get_blob(r, digest)
+    }
+
+    fn push_blobs(
+        &self,
+        r: &Reference,
+        blobs: &[BlobUpload],
+    ) -> oxkit_registry::Result<Vec<Pushed>> {
+        if blobs
+            .iter()
+            .any(|b| matches!(b.source, BlobSource::File(_)))
+        {
+            self.uploading.store(true, Ordering::SeqCst);
+            std::thread::sleep(self.upload);
+            self.uploading.store(false, Ordering::SeqCst);
+            if self.fail_upload {
+                return Err(oxkit_registry::Error::Protocol {
+                    what: "upload the layers".into(),
+                    url: String::new(),
+                    reason: "the test's registry refuses them".into(),
+                });
+            }
+            self.fake.push_blobs(r, blobs)
+        } else {
+            self.signing(|| self.fake.push_blobs(r, blobs))
+        }
+    }
+
+    fn referrers(
+        &self,
+        r: &Reference,
+        subject: &Digest,
+    ) -> oxkit_registry::Result<Vec<Descriptor>> {
+        self.fake.referrers(r, subject)
+    }
+}
+
+fn signed_push(remote: &dyn Remote, arches: &[&str]) -> (Result<PackageReport>, Package) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pkg, store) = built(tmp.path(), arches);
+    let key = SigningKey::generate();
+    let opts = PushOptions {
+        release: None,
+        key: Some(&key),
+    };
+    let plan = plan(remote, &pkg, &platforms(arches)).unwrap();
+    let report = publish(remote, &store, &NoEvents, &pkg, &plan, &opts);
+    (report, pkg)
+}
+
+#[test]
+fn signing_makes_one_request_at_a_time_while_the_layers_upload() {
+    let fake = Fake::default();
+    // Long enough for all the signing to happen during the upload.
+    let timed = Timed::new(&fake, Duration::from_millis(600), Duration::from_millis(5));
+    let (report, _) = signed_push(&timed, &["amd64", "arm64", "riscv64"]);
+    let report = report.unwrap();
+    assert_eq!(report.signatures.len(), 4);
+    assert!(report.signatures.iter().all(|s| s.added));
+    assert_eq!(timed.most_while_uploading.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn signing_left_when_the_layers_are_up_goes_at_full_width() {
+    let fake = Fake::default();
+    // The upload is over before the first signature is: the others start together then.
+    let timed = Timed::new(&fake, Duration::ZERO, Duration::from_millis(40));
+    let (report, _) = signed_push(&timed, &["amd64", "arm64", "riscv64"]);
+    let report = report.unwrap();
+    assert_eq!(report.signatures.len(), 4);
+    assert!(timed.most_after.load(Ordering::SeqCst) >= 3);
+}
+
+#[test]
+fn a_failed_upload_starts_no_more_signatures() {
+    let fake = Fake::default();
+    let mut timed = Timed::new(&fake, Duration::from_millis(100), Duration::from_millis(40));
+    timed.fail_upload = true;
+    let (report, _) = signed_push(&timed, &["amd64", "arm64", "riscv64"]);
+    let err = report.unwrap_err().to_string();
+    assert!(err.contains("refuses"), "{err}");
+    // The index's signature was being prepared (nothing is written for it before the index
+    // is); at most the signature under way when the upload failed was written.
+    assert!(timed.written.load(Ordering::SeqCst) <= 1);
 }

@@ -21,6 +21,17 @@ pub(crate) trait Remote: Sync {
     fn get_blob(&self, r: &Reference, digest: &Digest) -> Result<Vec<u8>>;
     /// Uploads blobs the repository lacks.
     fn push_blobs(&self, r: &Reference, blobs: &[BlobUpload]) -> Result<Vec<Pushed>>;
+    /// [`Remote::push_blobs`], calling `under_way` once the blobs' bytes are going (see
+    /// [`Client::push_blobs_noting`]); by default, before they start.
+    fn push_blobs_noting(
+        &self,
+        r: &Reference,
+        blobs: &[BlobUpload],
+        under_way: &(dyn Fn() + Sync),
+    ) -> Result<Vec<Pushed>> {
+        under_way();
+        self.push_blobs(r, blobs)
+    }
     /// Manifests whose subject is `subject` (referrers API or its tag fallback).
     fn referrers(&self, r: &Reference, subject: &Digest) -> Result<Vec<Descriptor>>;
 }
@@ -48,6 +59,15 @@ impl Remote for Client {
 
     fn push_blobs(&self, r: &Reference, blobs: &[BlobUpload]) -> Result<Vec<Pushed>> {
         Client::push_blobs(self, r, blobs)
+    }
+
+    fn push_blobs_noting(
+        &self,
+        r: &Reference,
+        blobs: &[BlobUpload],
+        under_way: &(dyn Fn() + Sync),
+    ) -> Result<Vec<Pushed>> {
+        Client::push_blobs_noting(self, r, blobs, under_way)
     }
 
     fn referrers(&self, r: &Reference, subject: &Digest) -> Result<Vec<Descriptor>> {

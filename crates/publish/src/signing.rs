@@ -186,8 +186,6 @@ struct Job<'a> {
 
 /// A signature image with ours appended, its new blobs uploaded, not yet written to the tag.
 struct Staged {
-    /// The signature manifest it was made from (`None`: the tag did not exist).
-    base: Option<Digest>,
     manifest: Vec<u8>,
     media_type: String,
     uploads: Vec<BlobUpload>,
@@ -300,7 +298,6 @@ impl<'a> Job<'a> {
             .and_then(|p| p.media_type)
             .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
         Ok(Some(Staged {
-            base: current.map(|m| m.digest.clone()),
             manifest,
             media_type,
             uploads,
@@ -414,17 +411,12 @@ impl Prepared<'_> {
     }
 
     /// Writes the signature (and reads it back, merging again if another signer's write
-    /// replaced it). With `reread`, for a signature prepared a while ago, the tag is read
-    /// again first, and ours is merged into what it holds now if another signer changed it.
-    /// Without, the write follows the read it was made from as closely as in [`Signer::sign`].
-    pub(crate) fn commit(self, reread: bool) -> Result<SignOutcome> {
-        let Some(staged) = self.staged else {
-            return Ok(self.job.outcome(false, 1));
-        };
-        if !reread || self.job.read()?.map(|m| m.digest) == staged.base {
-            self.job.run(Some(staged))
-        } else {
-            self.job.run(None)
+    /// replaced it). The write follows the read it was made from as closely as in
+    /// [`Signer::sign`].
+    pub(crate) fn commit(self) -> Result<SignOutcome> {
+        match self.staged {
+            Some(staged) => self.job.run(Some(staged)),
+            None => Ok(self.job.outcome(false, 1)),
         }
     }
 }

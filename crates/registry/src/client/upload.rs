@@ -119,13 +119,28 @@ impl Client {
     /// Uploads one blob to `target`'s repository unless it is there already.
     pub fn push_blob(&self, target: &Reference, blob: &BlobUpload) -> Result<Pushed> {
         let host = self.host(target)?;
-        self.push_one(&host, target, blob, &AtomicBool::new(false))
+        self.push_one(&host, target, blob, &AtomicBool::new(false), &|| {})
     }
 
     /// Uploads several blobs, at most `max_concurrent_uploads` at a time, each digest once.
     /// The first failure stops the others (they fail with [`Error::Cancelled`], which is not
     /// returned when a real error is available). Outcomes are in `blobs` order.
     pub fn push_blobs(&self, target: &Reference, blobs: &[BlobUpload]) -> Result<Vec<Pushed>> {
+        self.push_blobs_noting(target, blobs, &|| {})
+    }
+
+    /// [`Client::push_blobs`], calling `under_way` once the first blobs taken (one per
+    /// concurrent upload) are each sending their bytes or done: the round trips before a
+    /// blob's bytes go (its check and the opening of its upload) are over for them, and
+    /// what is left is mostly transfer. Other work that shares the registry can start then
+    /// without delaying those round trips. A blob that fails counts as done; an empty batch
+    /// never calls it.
+    pub fn push_blobs_noting(
+        &self,
+        target: &Reference,
+        blobs: &[BlobUpload],
+        under_way: &(dyn Fn() + Sync),
+    ) -> Result<Vec<Pushed>> {
         if blobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -148,6 +163,15 @@ impl Client {
             .clamp(1, unique.len());
         let next = AtomicUsize::new(0);
         let cancel = AtomicBool::new(false);
+        // How many of the first round's blobs are sending or done.
+        let settled = AtomicUsize::new(0);
+        let settle = |noted: &AtomicBool| {
+            if !noted.swap(true, Ordering::SeqCst)
+                && settled.fetch_add(1, Ordering::SeqCst) + 1 == workers
+            {
+                under_way();
+            }
+        };
         let results: Vec<Mutex<Option<Result<Pushed>>>> =
             unique.iter().map(|_| Mutex::new(None)).collect();
         std::thread::scope(|s| {
@@ -159,13 +183,16 @@ impl Client {
                             break;
                         }
                         let blob = &blobs[unique[k]];
+                        let noted = AtomicBool::new(k >= workers);
+                        let sending = || settle(&noted);
                         let r = if cancel.load(Ordering::SeqCst) {
                             Err(Error::Cancelled {
                                 what: format!("upload blob {}", blob.digest),
                             })
                         } else {
-                            self.push_one(&host, target, blob, &cancel)
+                            self.push_one(&host, target, blob, &cancel, &sending)
                         };
+                        sending();
                         if r.is_err() {
                             cancel.store(true, Ordering::SeqCst);
                         }
@@ -199,12 +226,15 @@ impl Client {
         Ok(first_of.into_iter().map(|k| outcomes[k]).collect())
     }
 
+    /// Uploads one blob unless it is there already; `sending` is called as its bytes start
+    /// to go (each attempt).
     fn push_one(
         &self,
         host: &Host,
         target: &Reference,
         blob: &BlobUpload,
         cancel: &AtomicBool,
+        sending: &dyn Fn(),
     ) -> Result<Pushed> {
         let what = format!("upload blob {} to {}", blob.digest, target.name());
         let push_scope = Scope::push(target.repository());
@@ -253,6 +283,8 @@ impl Client {
                 Some(s) => s,
                 None => self.start_upload(host, target, &what)?,
             };
+            // The session is open: what follows is the bytes.
+            sending();
             match self.upload_session(host, target, blob, s, &what, cancel) {
                 Ok(()) => return done(Pushed::Transferred),
                 Err(Interrupted::Fatal(e)) => return Err(e),

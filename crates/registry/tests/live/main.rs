@@ -535,6 +535,50 @@ fn uploads_run_in_parallel_within_the_limit() {
 }
 
 #[test]
+fn a_batch_says_when_its_first_round_is_past_the_round_trips() {
+    let reg = Registry::start();
+    // Each blob's bytes take 300 ms to land; the checks and session openings are quick.
+    let p = Proxy::start(reg.addr(), |req: &Req| {
+        if req.is_upload() && req.method == "PUT" {
+            Action::Delay(Duration::from_millis(300))
+        } else {
+            Action::Forward
+        }
+    });
+    let c = Client::new(ClientOptions {
+        max_concurrent_uploads: 2,
+        ..options()
+    });
+    let target = r(&format!("{}/noting/x:1", p.host()));
+    let blobs: Vec<_> = (0..5)
+        .map(|i| BlobUpload::from_bytes(noise(10_000, 90 + i)))
+        .collect();
+    let start = Instant::now();
+    let noted = Mutex::new(Vec::new());
+    c.push_blobs_noting(&target, &blobs, &|| {
+        let opened = p.count(|e| e.method == "POST" && e.target.contains("/blobs/uploads/"));
+        noted.lock().unwrap().push((start.elapsed(), opened));
+    })
+    .unwrap();
+    let total = start.elapsed();
+    let noted = noted.into_inner().unwrap();
+    assert_eq!(noted.len(), 1, "once: {noted:?}");
+    let (at, opened) = noted[0];
+    // Both workers' first blobs had their sessions open, and none had landed yet.
+    assert_eq!(opened, 2, "{noted:?}");
+    assert!(at < Duration::from_millis(250), "{at:?}");
+    assert!(total >= Duration::from_millis(900), "{total:?}");
+
+    // Blobs that are there already are done at once: the batch is under way (and over).
+    let called = AtomicUsize::new(0);
+    c.push_blobs_noting(&target, &blobs, &|| {
+        called.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    assert_eq!(called.load(Ordering::SeqCst), 1);
+}
+
+#[test]
 fn referrers_fall_back_to_the_digest_tag() {
     let reg = Registry::start();
     let c = client();
