@@ -636,7 +636,7 @@ pub(crate) fn publish(
         let uploaded = match tagging {
             Ok(u) => u,
             Err(e) => {
-                // Nothing of this push is tagged: no signature is begun any more.
+                // The push failed: no signature is begun any more.
                 if let Some(w) = work {
                     w.stop.store(true, Ordering::SeqCst);
                 }
