@@ -11,8 +11,9 @@
 //! `mksquashfs` makes them share it.
 //!
 //! File data goes to the output as files are added, a block at a time (the blocks of a large
-//! file compressed a batch at a time, one per core, each on its own, so the bytes do not
-//! depend on the number of cores); only the metadata
+//! file compressed a batch at a time, one per core, each on its own; full fragment blocks
+//! queued and compressed [`FRAGMENT_BATCH`] at a time the same way: the bytes do not depend
+//! on the number of cores); only the metadata
 //! (names, inode fields, block sizes: a few bytes per 128 KiB) stays in memory until
 //! [`SquashfsWriter::finish`] writes the inode, directory, fragment, id and xattr tables and,
 //! last, the superblock at the position where the image started. The image is padded to a
@@ -156,6 +157,36 @@ fn batch_blocks() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
 }
 
+/// Full fragment blocks compressed together. A fixed number, so that where they land in the
+/// image does not depend on the number of cores.
+const FRAGMENT_BATCH: usize = 16;
+
+/// `f` over `blocks`, one thread and one compressor of `zs` per block (`zs` has one for each).
+fn each_block<T: Send>(
+    zs: &mut [Zlib],
+    blocks: &[&[u8]],
+    f: fn(&mut Zlib, &[u8]) -> Result<T, ImageError>,
+) -> Vec<Result<T, ImageError>> {
+    if let ([z], [b]) = (&mut *zs, blocks) {
+        return vec![f(z, b)];
+    }
+    std::thread::scope(|s| {
+        let running: Vec<_> = zs
+            .iter_mut()
+            .zip(blocks)
+            .map(|(z, &b)| s.spawn(move || f(z, b)))
+            .collect();
+        running
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ImageError::Compress("a compression thread failed".into()))
+                })
+            })
+            .collect()
+    })
+}
+
 /// `None` for an all-zero block (stored sparse); else whether `z.out` holds it compressed
 /// smaller (`false`: store it as is).
 fn compress_block(z: &mut Zlib, block: &[u8]) -> Result<Option<bool>, ImageError> {
@@ -238,6 +269,9 @@ pub(crate) struct SquashfsWriter<W: Write + Seek> {
     zs: Vec<Zlib>,
     /// The fragment block being filled.
     fragment: Vec<u8>,
+    /// Full fragment blocks not written yet (fewer than [`FRAGMENT_BATCH`]), and spare ones.
+    pending: Vec<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
     /// Written fragments: start and on-disk size word.
     fragments: Vec<(u64, u32)>,
     /// Every file's data by size and SHA-256, so that identical files share it.
@@ -270,6 +304,8 @@ impl<W: Write + Seek> ImageWriter<W> for SquashfsWriter<W> {
             block: vec![0; BLOCK_SIZE * batch_blocks()],
             zs: (0..batch_blocks()).map(|_| Zlib::new()).collect(),
             fragment: Vec::with_capacity(BLOCK_SIZE),
+            pending: Vec::new(),
+            spare: Vec::new(),
             fragments: Vec::new(),
             stored: HashMap::new(),
         };
@@ -288,6 +324,7 @@ impl<W: Write + Seek> ImageWriter<W> for SquashfsWriter<W> {
     /// positioned at the end of the image.
     fn finish(mut self) -> Result<W, ImageError> {
         self.flush_fragment()?;
+        self.write_fragments()?;
         let nodes = std::mem::take(&mut self.tree.nodes);
         let n = nodes.len();
 
@@ -602,7 +639,7 @@ impl<W: Write + Seek> SquashfsWriter<W> {
             if self.fragment.len() + len > BLOCK_SIZE {
                 self.flush_fragment()?;
             }
-            let index = u32::try_from(self.fragments.len())
+            let index = u32::try_from(self.fragments.len() + self.pending.len())
                 .map_err(|_| FS.too_large("more than 2^32 fragments"))?;
             data.start = 0;
             data.fragment = Some((index, self.fragment.len() as u32));
@@ -629,26 +666,7 @@ impl<W: Write + Seek> SquashfsWriter<W> {
                 .enumerate()
                 .map(|(i, &len)| &self.block[i * BLOCK_SIZE..i * BLOCK_SIZE + len])
                 .collect();
-            let zs = &mut self.zs[..blocks.len()];
-            let shrunk: Vec<Result<Option<bool>, ImageError>> = if blocks.len() == 1 {
-                vec![compress_block(&mut zs[0], blocks[0])]
-            } else {
-                std::thread::scope(|s| {
-                    let running: Vec<_> = zs
-                        .iter_mut()
-                        .zip(&blocks)
-                        .map(|(z, &b)| s.spawn(move || compress_block(z, b)))
-                        .collect();
-                    running
-                        .into_iter()
-                        .map(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                Err(ImageError::Compress("a compression thread failed".into()))
-                            })
-                        })
-                        .collect()
-                })
-            };
+            let shrunk = each_block(&mut self.zs[..blocks.len()], &blocks, compress_block);
             for ((block, z), shrunk) in blocks.iter().zip(self.zs.iter()).zip(shrunk) {
                 let word = match shrunk? {
                     None => {
@@ -683,24 +701,55 @@ impl<W: Write + Seek> SquashfsWriter<W> {
         Ok(data)
     }
 
+    /// Compresses `n` blocks at once instead of one per core (the bytes are the same).
+    #[cfg(test)]
+    fn set_compressors(&mut self, n: usize) {
+        self.zs = (0..n).map(|_| Zlib::new()).collect();
+        self.block = vec![0; BLOCK_SIZE * n];
+    }
+
+    /// Queues the fragment block being filled; writes the queue once it is a batch.
     fn flush_fragment(&mut self) -> Result<(), ImageError> {
         if self.fragment.is_empty() {
             return Ok(());
         }
-        let start = self.pos;
-        let frag = std::mem::take(&mut self.fragment);
-        let word = if self.z.shrink(&frag)? {
-            let word = self.z.out.len() as u32;
-            self.out.write_all(&self.z.out).map_err(ImageError::Write)?;
-            self.pos += u64::from(word);
-            word
-        } else {
-            self.put(&frag)?;
-            frag.len() as u32 | DATA_UNCOMPRESSED
-        };
-        self.fragment = frag;
-        self.fragment.clear();
-        self.fragments.push((start, word));
+        let next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BLOCK_SIZE));
+        let full = std::mem::replace(&mut self.fragment, next);
+        self.pending.push(full);
+        if self.pending.len() == FRAGMENT_BATCH {
+            self.write_fragments()?;
+        }
+        Ok(())
+    }
+
+    /// Compresses the queued fragment blocks, as many at once as there are compressors, and
+    /// writes them in order.
+    fn write_fragments(&mut self) -> Result<(), ImageError> {
+        let mut pending = std::mem::take(&mut self.pending);
+        for chunk in pending.chunks(self.zs.len()) {
+            let blocks: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            let shrunk = each_block(&mut self.zs[..blocks.len()], &blocks, Zlib::shrink);
+            for ((block, z), shrunk) in blocks.iter().zip(&self.zs).zip(shrunk) {
+                let start = self.pos;
+                let word = if shrunk? {
+                    self.out.write_all(&z.out).map_err(ImageError::Write)?;
+                    z.out.len() as u32
+                } else {
+                    self.out.write_all(block).map_err(ImageError::Write)?;
+                    block.len() as u32 | DATA_UNCOMPRESSED
+                };
+                self.pos += u64::from(word & !DATA_UNCOMPRESSED);
+                self.fragments.push((start, word));
+            }
+        }
+        for mut b in pending.drain(..) {
+            b.clear();
+            self.spare.push(b);
+        }
+        self.pending = pending;
         Ok(())
     }
 }

@@ -119,7 +119,7 @@ pub(crate) struct Exp {
 
 /// Writes entries and records what a reader must find.
 pub(crate) struct Rec<W> {
-    w: W,
+    pub(crate) w: W,
     exp: BTreeMap<String, Exp>,
     root: EntryMeta,
 }

@@ -696,3 +696,32 @@ fn identical_files_share_their_data() {
     let listing = run(Command::new(tool("unsquashfs")).arg("-lln").arg(&path));
     assert_eq!(listing.matches(" 400000 ").count(), 2, "{listing}");
 }
+
+/// The bytes do not depend on how many blocks are compressed at once: neither a large file's
+/// blocks nor the fragment blocks (more than two batches of them, around a large file).
+#[test]
+fn the_bytes_do_not_depend_on_the_number_of_cores() {
+    let build = |compressors: usize| {
+        let mut r = Rec::new();
+        r.w.set_compressors(compressors);
+        r.dir("d", m(0o755, 0, 0, 1));
+        // 70 KB each: one per fragment block.
+        for i in 0..20u64 {
+            let name = format!("d/a{i:02}");
+            r.file(&[name.as_str()], m(0o644, 0, 0, 2), text(200 + i, 70_000));
+        }
+        r.file(&["d/big"], m(0o644, 0, 0, 2), text(300, 1_000_000));
+        for i in 0..21u64 {
+            let name = format!("d/b{i:02}");
+            r.file(&[name.as_str()], m(0o644, 0, 0, 2), text(400 + i, 70_000));
+        }
+        r.finish()
+    };
+    let one = build(1);
+    let fragments = u32::from_le_bytes(one.image[16..20].try_into().unwrap());
+    assert_eq!(fragments, 41);
+    for n in [2, 3, 16] {
+        assert!(build(n).image == one.image, "{n} compressors: other bytes");
+    }
+    extract_and_compare(&one);
+}
