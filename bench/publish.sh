@@ -3,7 +3,7 @@
 # images, each MB of real files, different per architecture) against `skopeo copy --all` of
 # the same images from an OCI layout, to the same registry, in the same run. The registry is
 # started once and warmed up by one push of each kind, as a registry in service is (in a
-# freshly started docker-registry, signing's 23 small requests cost ~68 ms of its CPU instead
+# freshly started docker-registry, signing's ~22 small requests cost ~68 ms of its CPU instead
 # of ~51 ms: it is still growing its heap); it is emptied (its storage removed while it runs:
 # it keeps no content in memory) before each push to an empty registry. Its storage is on tmpfs when /dev/shm exists, so that the disk's writeback does
 # not add noise.
