@@ -1,4 +1,5 @@
-//! What the file system image writers ([`crate::squashfs`], [`crate::erofs`]) share: their
+//! What the file system image writers ([`crate::squashfs`], [`crate::erofs`], and for its
+//! names, content and errors [`crate::rockridge`]) share: their
 //! error type, the tree of names they keep in memory while file data streams out (paths
 //! checked, a parent required before its entries, a directory added over a directory keeping
 //! its entries), the validation of an entry's metadata (32-bit ids, permission bits, mtimes

@@ -13,7 +13,7 @@
 //! 5. [`write_outputs`] streams the layers a second time into the outputs (`tar`,
 //!    `kernel+initrd`, `tar-kernel-initrd`, `raw-efi`, `iso-efi`, `iso-efi-initrd`,
 //!    `qcow2-efi`, `iso-bios`, `raw-bios`, `qcow2-bios`, `vhd`, `dynamic-vhd`, `vmdk`, `aws`,
-//!    `gcp`, `kernel+squashfs`, `kernel+erofs`): reproducible bytes, flat memory (but for the boot images, which hold the kernel
+//!    `gcp`, `kernel+squashfs`, `kernel+erofs`, `kernel+iso`): reproducible bytes, flat memory (but for the boot images, which hold the kernel
 //!    and initrd in memory), atomic files.
 //!    [`uptodate`] skips the work when nothing changed since the last build.
 //!
@@ -45,6 +45,7 @@ mod output;
 mod qcow2;
 mod rawdisk;
 mod remote;
+mod rockridge;
 mod squashfs;
 #[cfg(test)]
 mod testdisk;

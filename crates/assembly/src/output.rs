@@ -10,7 +10,9 @@
 //! - `kernel+squashfs`: `NAME-kernel`, `NAME-squashfs.img` (everything the initrd holds, as a
 //!   SquashFS image, see [`crate::squashfs`]) and `NAME-cmdline`, for a kernel that mounts the
 //!   image as its root file system; `kernel+erofs`: the same with `NAME-erofs.img`, an EROFS
-//!   image (see [`crate::erofs`]);
+//!   image (see [`crate::erofs`]); `kernel+iso`: the same with `NAME.iso`, an ISO 9660 image
+//!   with Rock Ridge and Joliet, as LinuxKit's `genisoimage -R -J` makes it (see
+//!   [`crate::rockridge`]);
 //! - `raw-efi`: `NAME-efi.img`, a GPT disk whose EFI system partition holds one unified kernel
 //!   image (systemd's EFI stub with the kernel, the initrd above and the command line, see
 //!   [`crate::uki`]) at the removable-media path `EFI/BOOT/BOOTX64.EFI` (`BOOTAA64.EFI` for
@@ -56,6 +58,7 @@ use crate::emit::{TarSink, emit};
 use crate::erofs::ErofsWriter;
 use crate::error::{Error, Result};
 use crate::layout::Assembly;
+use crate::rockridge::IsoRootWriter;
 use crate::squashfs::SquashfsWriter;
 use crate::tree::{Node, lookup};
 use oxkit_store::layer::ParallelGzip;
@@ -76,6 +79,7 @@ const AWS_SUFFIX: &str = ".raw";
 const GCP_SUFFIX: &str = ".img.tar.gz";
 const SQUASHFS_SUFFIX: &str = "-squashfs.img";
 const EROFS_SUFFIX: &str = "-erofs.img";
+const KERNEL_ISO_SUFFIX: &str = ".iso";
 const VMDK_SUFFIX: &str = ".vmdk";
 
 /// An output format.
@@ -98,10 +102,11 @@ pub enum Format {
     IsoEfiInitrd,
     KernelSquashfs,
     KernelErofs,
+    KernelIso,
 }
 
 impl Format {
-    pub const ALL: [&'static str; 17] = [
+    pub const ALL: [&'static str; 18] = [
         "kernel+initrd",
         "tar",
         "tar-kernel-initrd",
@@ -119,6 +124,7 @@ impl Format {
         "iso-efi-initrd",
         "kernel+squashfs",
         "kernel+erofs",
+        "kernel+iso",
     ];
 
     /// Whether the format is one stream (it can go to `-o`).
@@ -169,6 +175,7 @@ impl Format {
             Format::IsoEfiInitrd => "iso-efi-initrd",
             Format::KernelSquashfs => "kernel+squashfs",
             Format::KernelErofs => "kernel+erofs",
+            Format::KernelIso => "kernel+iso",
         }
     }
 }
@@ -194,6 +201,7 @@ impl std::str::FromStr for Format {
             "iso-efi-initrd" => Ok(Format::IsoEfiInitrd),
             "kernel+squashfs" => Ok(Format::KernelSquashfs),
             "kernel+erofs" => Ok(Format::KernelErofs),
+            "kernel+iso" => Ok(Format::KernelIso),
             other => Err(format!(
                 "unknown format {other:?}; oxkit builds {} (LinuxKit's other BIOS, disk and cloud formats are not)",
                 Format::ALL.join(", ")
@@ -349,6 +357,12 @@ impl OutputPlan {
         if fs.contains(&Format::Vhd) && fs.contains(&Format::DynamicVhd) {
             return Err(
                 "formats vhd and dynamic-vhd both write NAME.vhd: give one of them (or build the other with another --name)"
+                    .into(),
+            );
+        }
+        if fs.contains(&Format::IsoBios) && fs.contains(&Format::KernelIso) {
+            return Err(
+                "formats iso-bios and kernel+iso both write NAME.iso: give one of them (or build the other with another --name)"
                     .into(),
             );
         }
@@ -683,8 +697,8 @@ pub fn write_outputs(
             }
         }
     }
-    // The kernel and command line come with the first of kernel+initrd, kernel+squashfs and
-    // kernel+erofs.
+    // The kernel and command line come with the first of kernel+initrd, kernel+squashfs,
+    // kernel+erofs and kernel+iso.
     let squashfs = plan.formats.contains(&Format::KernelSquashfs);
     if squashfs {
         pending.extend(write_kernel_rootfs::<SquashfsWriter<BufWriter<File>>>(
@@ -696,7 +710,8 @@ pub fn write_outputs(
             !kernel_initrd,
         )?);
     }
-    if plan.formats.contains(&Format::KernelErofs) {
+    let erofs = plan.formats.contains(&Format::KernelErofs);
+    if erofs {
         pending.extend(write_kernel_rootfs::<ErofsWriter<BufWriter<File>>>(
             a,
             store,
@@ -704,6 +719,16 @@ pub fn write_outputs(
             (&dir, progress),
             EROFS_SUFFIX,
             !kernel_initrd && !squashfs,
+        )?);
+    }
+    if plan.formats.contains(&Format::KernelIso) {
+        pending.extend(write_kernel_rootfs::<IsoRootWriter<BufWriter<File>>>(
+            a,
+            store,
+            plan,
+            (&dir, progress),
+            KERNEL_ISO_SUFFIX,
+            !kernel_initrd && !squashfs && !erofs,
         )?);
     }
     let mut written = Written::default();
@@ -761,7 +786,8 @@ fn write_initrd(
     })
 }
 
-/// A root file system image output's files (`kernel+squashfs`'s, `kernel+erofs`'s): the image
+/// A root file system image output's files (`kernel+squashfs`'s, `kernel+erofs`'s,
+/// `kernel+iso`'s): the image
 /// (`NAME` + `suffix`), and (`with_kernel`: unless another output writes the same ones) the
 /// kernel and the command line. One more pass over the layers.
 fn write_kernel_rootfs<I: RootImage>(
@@ -1341,6 +1367,11 @@ mod tests {
                 &["vhd,dynamic-vhd"][..],
                 None,
                 "vhd and dynamic-vhd both write NAME.vhd",
+            ),
+            (
+                &["kernel+iso,iso-bios"][..],
+                None,
+                "iso-bios and kernel+iso both write NAME.iso",
             ),
             (
                 &["raw-efi"][..],

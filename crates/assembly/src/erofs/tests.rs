@@ -202,6 +202,7 @@ fn extract_and_compare(b: &Built) {
             xattrs: false,
             hard_links: false,
             dir_nlink: false,
+            symlink_mtime: true,
         },
     );
 }

@@ -309,6 +309,7 @@ fn extract_and_compare(b: &Built) {
         b,
         Check {
             dir_nlink: false,
+            symlink_mtime: true,
             ..Check::ALL
         },
     );

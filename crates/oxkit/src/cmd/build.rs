@@ -39,7 +39,8 @@ vhd (NAME.vhd: the same as a fixed VHD, for Hyper-V and Azure), dynamic-vhd (NAM
 as a dynamic VHD), vmdk (NAME.vmdk: the same as a VMware sparse disk), aws (NAME.raw: the same raw \
 disk, for AWS's VM import), gcp (NAME.img.tar.gz: the same as Compute Engine's disk.raw), \
 kernel+squashfs (NAME-kernel, NAME-squashfs.img: the initrd's files as a SquashFS image, \
-NAME-cmdline), kernel+erofs (the same with NAME-erofs.img, an EROFS image); \
+NAME-cmdline), kernel+erofs (the same with NAME-erofs.img, an EROFS image), kernel+iso (the \
+same with NAME.iso, an ISO 9660 image with Rock Ridge and Joliet); \
 the BIOS formats are amd64 only. NAME defaults to the last \
 YAML file's name without its extension.\n\n\
 Images come from the local store, else from their registry (only the platform of --arch). \

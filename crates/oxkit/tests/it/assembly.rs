@@ -521,11 +521,13 @@ fn tree_entries(dir: &Path, dir_mtimes: bool) -> std::collections::BTreeMap<Stri
         .collect()
 }
 
-/// `kernel+squashfs` and `kernel+erofs` (LinuxKit's names: `NAME-kernel`, `NAME-cmdline` and
-/// `NAME-squashfs.img` or `NAME-erofs.img`): the kernel and command line `kernel+initrd` writes,
-/// and an image of what the initrd holds, which `unsquashfs` and `fsck.erofs` extract to the
-/// same tree as the `tar` output without `boot/*` (types, modes, owners, mtimes, contents).
-/// Reproducible, and the same whether built beside the other formats or alone.
+/// `kernel+squashfs`, `kernel+erofs` and `kernel+iso` (LinuxKit's names: `NAME-kernel`,
+/// `NAME-cmdline` and `NAME-squashfs.img`, `NAME-erofs.img` or `NAME.iso`): the kernel and
+/// command line `kernel+initrd` writes, and an image of what the initrd holds, which
+/// `unsquashfs`, `fsck.erofs` and `osirrox` extract to the same tree as the `tar` output
+/// without `boot/*` (types, modes, owners, mtimes, contents; `osirrox` does not set symlinks'
+/// mtimes nor make device files). Reproducible, and the same whether built beside the other
+/// formats or alone.
 #[test]
 fn kernel_squashfs_and_erofs_hold_the_file_system_beside_the_kernel_and_cmdline() {
     let env = Env::new();
@@ -533,10 +535,11 @@ fn kernel_squashfs_and_erofs_hold_the_file_system_beside_the_kernel_and_cmdline(
     let yml = write_system(&env);
     let unsquashfs = require_tool("unsquashfs");
     let fsck_erofs = require_tool("fsck.erofs");
+    let xorriso = require_tool("xorriso");
     let built = build_in(
         &env,
         &yml,
-        "kernel+initrd,kernel+squashfs,kernel+erofs",
+        "kernel+initrd,kernel+squashfs,kernel+erofs,kernel+iso",
         "out",
         &[],
     )
@@ -551,6 +554,7 @@ fn kernel_squashfs_and_erofs_hold_the_file_system_beside_the_kernel_and_cmdline(
         "system-initrd.img",
         "system-squashfs.img",
         "system-erofs.img",
+        "system.iso",
     ] {
         let writing = said
             .find(&format!("writing {}", out.join(file).display()))
@@ -565,6 +569,7 @@ fn kernel_squashfs_and_erofs_hold_the_file_system_beside_the_kernel_and_cmdline(
     for (format, file) in [
         ("kernel+squashfs", "system-squashfs.img"),
         ("kernel+erofs", "system-erofs.img"),
+        ("kernel+iso", "system.iso"),
     ] {
         let alone = env.path().join(format);
         run_ok(&mut build_in(&env, &yml, format, format, &[]));
@@ -595,15 +600,59 @@ fn kernel_squashfs_and_erofs_hold_the_file_system_beside_the_kernel_and_cmdline(
                     .arg(&tree)
                     .arg(&image),
             );
-        } else {
+        } else if format == "kernel+erofs" {
             run_ok(
                 Command::new(&fsck_erofs)
                     .arg(format!("--extract={}", tree.display()))
                     .arg("--preserve")
                     .arg(&image),
             );
+        } else {
+            let info = run_ok(
+                Command::new(require_tool("isoinfo"))
+                    .arg("-d")
+                    .arg("-i")
+                    .arg(&image),
+            );
+            assert!(
+                info.contains("Volume id: LinuxKit")
+                    && info.contains("Rock Ridge signatures version 1 found")
+                    && info.contains("Joliet with UCS level 3 found"),
+                "{info}"
+            );
+            run_ok(
+                Command::new(&xorriso)
+                    .args(["-osirrox", "on", "-hardlinks", "on", "-indev"])
+                    .arg(&image)
+                    .args(["-extract", "/"])
+                    .arg(&tree),
+            );
         }
-        let ours = tree_entries(&tree, false);
+        let iso = format == "kernel+iso";
+        // What osirrox restores of an entry: all but a symlink's mtime, and no device file.
+        let restored = |meta: &String| -> Option<String> {
+            if !iso {
+                return Some(meta.clone());
+            }
+            if meta.starts_with("dev ") {
+                return None;
+            }
+            if meta.starts_with("link ") {
+                return Some(
+                    meta.rsplit_once(' ')
+                        .map_or(meta.clone(), |(m, _)| m.to_string()),
+                );
+            }
+            Some(meta.clone())
+        };
+        let ours: std::collections::BTreeMap<String, String> = tree_entries(&tree, false)
+            .into_iter()
+            .filter_map(|(p, m)| restored(&m).map(|m| (p, m)))
+            .collect();
+        let want: std::collections::BTreeMap<String, String> = want
+            .iter()
+            .filter_map(|(p, m)| restored(m).map(|m| (p.clone(), m)))
+            .collect();
         for (path, meta) in &want {
             assert_eq!(ours.get(path), Some(meta), "{format}: {path}");
         }
