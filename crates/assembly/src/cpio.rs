@@ -13,14 +13,10 @@
 
 use std::io::{self, Read, Write};
 
+use crate::imagefs::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG};
+
 const MAGIC: &[u8; 6] = b"070701";
 const TRAILER: &[u8] = b"TRAILER!!!";
-const S_IFIFO: u32 = 0o010000;
-const S_IFCHR: u32 = 0o020000;
-const S_IFDIR: u32 = 0o040000;
-const S_IFBLK: u32 = 0o060000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
 const COPY_BUF: usize = 256 * 1024;
 
 /// Ownership, permission bits (setuid/setgid/sticky included) and time of one cpio entry.
@@ -173,7 +169,7 @@ impl<W: Write> CpioWriter<W> {
         &mut self,
         name: &[u8],
         ino: u32,
-        kind: u32,
+        kind: u16,
         meta: &CpioMeta,
         nlink: u32,
         size: u32,
@@ -188,7 +184,7 @@ impl<W: Write> CpioWriter<W> {
         self.header_raw(
             name,
             ino,
-            kind | (meta.mode & 0o7777),
+            u32::from(kind) | (meta.mode & 0o7777),
             meta,
             nlink,
             size,

@@ -52,8 +52,9 @@ use oxkit_store::layer::EntryMeta;
 
 use crate::bootsplit::RootWriter;
 use crate::imagefs::{
-    Attrs, Content, Format, ImageError, ImageWriter, Node, ROOT, Tree, check_symlink, file_path,
-    put16, put32, put64, unrepresentable,
+    Attrs, Content, Format, ImageError, ImageWriter, Node, ROOT, S_IFBLK, S_IFCHR, S_IFDIR,
+    S_IFIFO, S_IFLNK, S_IFREG, Tree, check_symlink, file_path, put16, put32, put64,
+    unrepresentable,
 };
 
 const MAGIC: u32 = 0xE0F5_E1E2;
@@ -84,13 +85,6 @@ const FT_CHR: u8 = 3;
 const FT_BLK: u8 = 4;
 const FT_FIFO: u8 = 5;
 const FT_SYMLINK: u8 = 7;
-
-const S_IFREG: u16 = 0o100_000;
-const S_IFDIR: u16 = 0o040_000;
-const S_IFLNK: u16 = 0o120_000;
-const S_IFCHR: u16 = 0o020_000;
-const S_IFBLK: u16 = 0o060_000;
-const S_IFIFO: u16 = 0o010_000;
 
 /// How much file data is read and written at a time (whole blocks).
 const CHUNK: usize = 32 * BLOCK;

@@ -81,6 +81,15 @@ pub(crate) fn put64(v: &mut Vec<u8>, x: u64) {
     v.extend_from_slice(&x.to_le_bytes());
 }
 
+/// POSIX file type bits (the top of `st_mode`), as the cpio, SquashFS, EROFS and Rock Ridge
+/// writers store them.
+pub(crate) const S_IFIFO: u16 = 0o010_000;
+pub(crate) const S_IFCHR: u16 = 0o020_000;
+pub(crate) const S_IFDIR: u16 = 0o040_000;
+pub(crate) const S_IFBLK: u16 = 0o060_000;
+pub(crate) const S_IFREG: u16 = 0o100_000;
+pub(crate) const S_IFLNK: u16 = 0o120_000;
+
 /// Linux refuses longer symlink targets (PATH_MAX, NUL included).
 pub(crate) const MAX_SYMLINK: usize = 4095;
 
@@ -130,14 +139,14 @@ impl Format {
         ImageError::TooLarge(self.name, reason.into())
     }
 
-    /// Validates `meta` for `path`, the mtime clamped to `[0, epoch]`; the extended attributes
-    /// in name order.
-    pub(crate) fn attrs<'m>(
+    /// Validates `meta`'s mode, ids and mtime for `path`, the mtime clamped to `[0, epoch]`
+    /// (what a format without extended attributes keeps).
+    pub(crate) fn plain_attrs(
         &self,
         path: &[u8],
-        meta: &'m EntryMeta,
+        meta: &EntryMeta,
         epoch: u64,
-    ) -> Result<(Attrs, Vec<Xattr<'m>>), ImageError> {
+    ) -> Result<Attrs, ImageError> {
         let id = |v: u64, what: &str| {
             u32::try_from(v).map_err(|_| {
                 unrepresentable(
@@ -146,9 +155,23 @@ impl Format {
                 )
             })
         };
-        let uid = id(meta.uid, "uid")?;
-        let gid = id(meta.gid, "gid")?;
-        let mtime = u64::try_from(meta.mtime.max(0)).unwrap_or(0).min(epoch);
+        Ok(Attrs {
+            mode: (meta.mode & 0o7777) as u16,
+            uid: id(meta.uid, "uid")?,
+            gid: id(meta.gid, "gid")?,
+            mtime: u64::try_from(meta.mtime.max(0)).unwrap_or(0).min(epoch),
+        })
+    }
+
+    /// Validates `meta` for `path`, the mtime clamped to `[0, epoch]`; the extended attributes
+    /// in name order.
+    pub(crate) fn attrs<'m>(
+        &self,
+        path: &[u8],
+        meta: &'m EntryMeta,
+        epoch: u64,
+    ) -> Result<(Attrs, Vec<Xattr<'m>>), ImageError> {
+        let attrs = self.plain_attrs(path, meta, epoch)?;
         let mut xattrs = Vec::with_capacity(meta.xattrs.len());
         for (name, value) in &meta.xattrs {
             let Some((code, rest)) = XATTR_PREFIXES
@@ -186,12 +209,6 @@ impl Format {
                 value,
             });
         }
-        let attrs = Attrs {
-            mode: (meta.mode & 0o7777) as u16,
-            uid,
-            gid,
-            mtime,
-        };
         Ok((attrs, xattrs))
     }
 

@@ -796,12 +796,12 @@ fn dir_record(out: &mut [u8], ident: &[u8], lba: u32, bytes: u32, flags: u8) -> 
 }
 
 /// ISO 9660's both-byte orders: little-endian, then big-endian.
-fn both32(out: &mut [u8], v: u32) {
+pub(crate) fn both32(out: &mut [u8], v: u32) {
     out[..4].copy_from_slice(&v.to_le_bytes());
     out[4..8].copy_from_slice(&v.to_be_bytes());
 }
 
-fn both16(out: &mut [u8], v: u16) {
+pub(crate) fn both16(out: &mut [u8], v: u16) {
     out[..2].copy_from_slice(&v.to_le_bytes());
     out[2..4].copy_from_slice(&v.to_be_bytes());
 }

@@ -33,9 +33,10 @@ use oxkit_store::layer::EntryMeta;
 
 use crate::bootsplit::RootWriter;
 use crate::imagefs::{
-    Content, Format, ImageError, ImageWriter, Node, ROOT, Tree, check_symlink, file_path,
-    unrepresentable,
+    Attrs, Content, Format, ImageError, ImageWriter, Node, ROOT, S_IFBLK, S_IFCHR, S_IFDIR,
+    S_IFIFO, S_IFLNK, S_IFREG, Tree, check_symlink, file_path, unrepresentable,
 };
+use crate::iso::{both16, both32};
 
 const BLOCK: usize = 2048;
 const BLOCK_U64: u64 = BLOCK as u64;
@@ -58,13 +59,6 @@ const FLAG_DIRECTORY: u8 = 0x02;
 /// The size of a `CE` entry, which points at a continuation area.
 const CE_LEN: usize = 28;
 
-const S_IFIFO: u32 = 0o010_000;
-const S_IFCHR: u32 = 0o020_000;
-const S_IFDIR: u32 = 0o040_000;
-const S_IFBLK: u32 = 0o060_000;
-const S_IFREG: u32 = 0o100_000;
-const S_IFLNK: u32 = 0o120_000;
-
 const ER_ID: &[u8] = b"RRIP_1991A";
 const ER_DESCRIPTOR: &[u8] =
     b"THE ROCK RIDGE INTERCHANGE PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS";
@@ -86,16 +80,6 @@ fn too_large(reason: &str) -> ImageError {
     FS.too_large(reason)
 }
 
-/// What Rock Ridge keeps of an entry.
-#[derive(Clone, Copy)]
-struct Attrs {
-    /// Permission bits with setuid, setgid and sticky, and the file type.
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: u64,
-}
-
 #[derive(Clone)]
 enum Kind {
     /// Data at `extent` (0 when empty).
@@ -105,6 +89,7 @@ enum Kind {
     },
     Symlink(Vec<u8>),
     Device {
+        block: bool,
         major: u32,
         minor: u32,
     },
@@ -162,19 +147,8 @@ pub(crate) struct IsoRootWriter<W: Write + Seek> {
 }
 
 impl<W: Write + Seek> IsoRootWriter<W> {
-    fn attrs(&self, path: &[u8], meta: &EntryMeta, kind: u32) -> Result<Attrs, ImageError> {
-        let id = |v: u64, what: &str| {
-            u32::try_from(v)
-                .map_err(|_| unrepresentable(path, format!("{what} {v} does not fit in 32 bits")))
-        };
-        Ok(Attrs {
-            mode: (meta.mode & 0o7777) | kind,
-            uid: id(meta.uid, "uid")?,
-            gid: id(meta.gid, "gid")?,
-            mtime: u64::try_from(meta.mtime.max(0))
-                .unwrap_or(0)
-                .min(self.epoch),
-        })
+    fn attrs(&self, path: &[u8], meta: &EntryMeta) -> Result<Attrs, ImageError> {
+        FS.plain_attrs(path, meta, self.epoch)
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), ImageError> {
@@ -200,7 +174,7 @@ impl<W: Write + Seek> ImageWriter<W> for IsoRootWriter<W> {
         let base = out.stream_position().map_err(ImageError::Write)?;
         let epoch = u64::try_from(epoch.max(0)).unwrap_or(0);
         let root = Attrs {
-            mode: 0o755 | S_IFDIR,
+            mode: 0o755,
             uid: 0,
             gid: 0,
             mtime: epoch,
@@ -218,7 +192,7 @@ impl<W: Write + Seek> ImageWriter<W> for IsoRootWriter<W> {
     }
 
     fn root(&mut self, meta: &EntryMeta) -> Result<(), ImageError> {
-        let attrs = self.attrs(b"", meta, S_IFDIR)?;
+        let attrs = self.attrs(b"", meta)?;
         self.tree.set_root(attrs);
         Ok(())
     }
@@ -305,13 +279,13 @@ impl<W: Write + Seek> RootWriter for IsoRootWriter<W> {
     type Error = ImageError;
 
     fn dir(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
-        let attrs = self.attrs(path, meta, S_IFDIR)?;
+        let attrs = self.attrs(path, meta)?;
         self.tree.dir(&FS, path, attrs)
     }
 
     fn symlink(&mut self, path: &[u8], target: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
         check_symlink(path, target)?;
-        let attrs = self.attrs(path, meta, S_IFLNK)?;
+        let attrs = self.attrs(path, meta)?;
         self.add_leaf(path, attrs, Kind::Symlink(target.to_vec()))
     }
 
@@ -322,12 +296,20 @@ impl<W: Write + Seek> RootWriter for IsoRootWriter<W> {
         (major, minor): (u32, u32),
         meta: &EntryMeta,
     ) -> Result<(), ImageError> {
-        let attrs = self.attrs(path, meta, if block { S_IFBLK } else { S_IFCHR })?;
-        self.add_leaf(path, attrs, Kind::Device { major, minor })
+        let attrs = self.attrs(path, meta)?;
+        self.add_leaf(
+            path,
+            attrs,
+            Kind::Device {
+                block,
+                major,
+                minor,
+            },
+        )
     }
 
     fn fifo(&mut self, path: &[u8], meta: &EntryMeta) -> Result<(), ImageError> {
-        let attrs = self.attrs(path, meta, S_IFIFO)?;
+        let attrs = self.attrs(path, meta)?;
         self.add_leaf(path, attrs, Kind::Fifo)
     }
 
@@ -340,7 +322,7 @@ impl<W: Write + Seek> RootWriter for IsoRootWriter<W> {
         content: &mut dyn Read,
     ) -> Result<(), ImageError> {
         let path = file_path(names);
-        let attrs = self.attrs(path, meta, S_IFREG)?;
+        let attrs = self.attrs(path, meta)?;
         let places = self.tree.places(&FS, names)?;
         let Ok(size32) = u32::try_from(size) else {
             return Err(unrepresentable(
@@ -440,11 +422,14 @@ fn dir_tree(
     while i < t.dirs.len() {
         let (node, parent_no) = t.dirs[i];
         let parent = t.dirs[usize::from(parent_no) - 1].0;
-        let Node::Dir { children, .. } = &tree.nodes[node] else {
-            unreachable!("only directories are queued");
+        // Only directories are queued; anything else would list nothing.
+        let children = match &tree.nodes[node] {
+            Node::Dir { children, .. } => Some(children),
+            Node::Leaf(_) => None,
         };
         let kids: Vec<(&[u8], usize, bool)> = children
-            .iter()
+            .into_iter()
+            .flatten()
             .map(|(name, &c)| {
                 (
                     name.as_slice(),
@@ -492,7 +477,9 @@ fn dir_tree(
                 if let Node::Leaf(l) = &tree.nodes[c] {
                     match &l.kind {
                         Kind::Symlink(target) => entries.extend(sl_entries(target)),
-                        Kind::Device { major, minor } => entries.push(pn_entry(*major, *minor)),
+                        Kind::Device { major, minor, .. } => {
+                            entries.push(pn_entry(*major, *minor));
+                        }
                         Kind::File { .. } | Kind::Fifo => {}
                     }
                 }
@@ -799,20 +786,11 @@ fn volume_descriptor(
     Ok(d)
 }
 
-/// ISO 9660's both-byte orders: little-endian, then big-endian.
-fn both32(out: &mut [u8], v: u32) {
-    out[..4].copy_from_slice(&v.to_le_bytes());
-    out[4..8].copy_from_slice(&v.to_be_bytes());
-}
-
-fn both16(out: &mut [u8], v: u16) {
-    out[..2].copy_from_slice(&v.to_le_bytes());
-    out[2..4].copy_from_slice(&v.to_be_bytes());
-}
-
+/// [`both32`], appended.
 fn both32_vec(v: &mut Vec<u8>, x: u32) {
-    v.extend_from_slice(&x.to_le_bytes());
-    v.extend_from_slice(&x.to_be_bytes());
+    let mut b = [0u8; 8];
+    both32(&mut b, x);
+    v.extend_from_slice(&b);
 }
 
 /// UTC date and time of `secs` since 1970: year, month, day, hour, minute, second.
@@ -896,12 +874,21 @@ fn ce_entry(lba: u32, c: Continued) -> Entry {
 /// `PX` (mode, links, owner, inode number) and `TF` (modify, access and attribute change
 /// times, all the mtime) of `node`.
 fn attr_entries(tree: &Tree<Attrs, Leaf>, node: usize, nlink: &[u32]) -> [Entry; 2] {
-    let a = match &tree.nodes[node] {
-        Node::Dir { attrs, .. } => *attrs,
-        Node::Leaf(l) => l.attrs,
+    let (a, kind) = match &tree.nodes[node] {
+        Node::Dir { attrs, .. } => (*attrs, S_IFDIR),
+        Node::Leaf(l) => (
+            l.attrs,
+            match l.kind {
+                Kind::File { .. } => S_IFREG,
+                Kind::Symlink(_) => S_IFLNK,
+                Kind::Device { block: true, .. } => S_IFBLK,
+                Kind::Device { block: false, .. } => S_IFCHR,
+                Kind::Fifo => S_IFIFO,
+            },
+        ),
     };
     let mut px = Vec::with_capacity(40);
-    both32_vec(&mut px, a.mode);
+    both32_vec(&mut px, u32::from(a.mode | kind));
     both32_vec(&mut px, nlink[node].max(1));
     both32_vec(&mut px, a.uid);
     both32_vec(&mut px, a.gid);

@@ -100,6 +100,33 @@ fn sample() -> Built {
     r.finish()
 }
 
+/// What `osirrox` restores: all but extended attributes (the image has none), directories'
+/// link counts (the extraction's own) and symlinks' mtimes (it does not set them).
+const RESTORED: Check = Check {
+    suid: true,
+    xattrs: false,
+    hard_links: true,
+    dir_nlink: false,
+    symlink_mtime: false,
+};
+
+/// Extracts `img` to `dest` with `osirrox`, hard links restored; its messages.
+fn extract(img: &Path, dest: &Path) -> String {
+    run(Command::new(xorriso())
+        .args([
+            "-abort_on",
+            "FAILURE",
+            "-osirrox",
+            "on",
+            "-hardlinks",
+            "on",
+            "-indev",
+        ])
+        .arg(img)
+        .args(["-extract", "/"])
+        .arg(dest))
+}
+
 fn write_image(dir: &Path, image: &[u8]) -> PathBuf {
     testutil::write_image(dir, "image.iso", image)
 }
@@ -129,19 +156,7 @@ fn osirrox_extracts_the_same_tree() {
     let tmp = tempfile::tempdir().unwrap();
     let img = write_image(tmp.path(), &b.image);
     let dest = tmp.path().join("out");
-    let out = run(Command::new(xorriso())
-        .args([
-            "-abort_on",
-            "FAILURE",
-            "-osirrox",
-            "on",
-            "-hardlinks",
-            "on",
-            "-indev",
-        ])
-        .arg(&img)
-        .args(["-extract", "/"])
-        .arg(&dest));
+    let out = extract(&img, &dest);
     assert!(!out.contains("SORRY") && !out.contains("WARNING"), "{out}");
     let mut without_devices = Built {
         image: Vec::new(),
@@ -151,17 +166,7 @@ fn osirrox_extracts_the_same_tree() {
     without_devices
         .exp
         .retain(|path, _| path != "dev/null" && path != "dev/sda");
-    compare_tree(
-        &dest,
-        &without_devices,
-        Check {
-            suid: true,
-            xattrs: false,
-            hard_links: true,
-            dir_nlink: false,
-            symlink_mtime: false,
-        },
-    );
+    compare_tree(&dest, &without_devices, RESTORED);
     let listing = run(Command::new(xorriso())
         .args(["-indev"])
         .arg(&img)
@@ -250,22 +255,8 @@ fn bad_entries_are_refused_and_the_rest_survives() {
     let tmp = tempfile::tempdir().unwrap();
     let img = write_image(tmp.path(), &b.image);
     let dest = tmp.path().join("out");
-    run(Command::new(xorriso())
-        .args(["-osirrox", "on", "-indev"])
-        .arg(&img)
-        .args(["-extract", "/"])
-        .arg(&dest));
-    compare_tree(
-        &dest,
-        &b,
-        Check {
-            suid: true,
-            xattrs: false,
-            hard_links: true,
-            dir_nlink: false,
-            symlink_mtime: false,
-        },
-    );
+    extract(&img, &dest);
+    compare_tree(&dest, &b, RESTORED);
     // `d/ok`'s data starts right after the reserved blocks: the refused files left none.
     let lba = run(Command::new(xorriso()).arg("-indev").arg(&img).args([
         "-find",
