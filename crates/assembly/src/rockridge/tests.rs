@@ -271,3 +271,76 @@ fn bad_entries_are_refused_and_the_rest_survives() {
 fn same_entries_same_bytes() {
     assert!(sample().image == sample().image);
 }
+
+/// The primary tree's own names (what a reader without Rock Ridge sees) are ISO 9660 names
+/// under `-l`: upper-case d-characters, a name and extension of up to 30 together, `;1` on
+/// files, unique within their directory even where the long names shorten alike.
+#[test]
+fn iso_names_are_what_iso_9660_allows() {
+    let b = sample();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = write_image(tmp.path(), &b.image);
+    let out = run(Command::new(isoinfo()).args(["-l", "-i"]).arg(&img));
+    let mut dir = String::new();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    for line in out.lines() {
+        if let Some(d) = line.strip_prefix("Directory listing of ") {
+            dir = d.to_string();
+            continue;
+        }
+        let Some(name) = line.split("]  ").nth(1).map(str::trim_end) else {
+            continue;
+        };
+        if name == "." || name == ".." {
+            continue;
+        }
+        let (stem, version) = name.split_once(';').unwrap_or((name, ""));
+        let is_file = !line.starts_with('d');
+        assert_eq!(version, if is_file { "1" } else { "" }, "{dir}{name}");
+        assert!(stem.replace('.', "").len() <= 31, "{dir}{name}");
+        assert!(
+            stem.bytes()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'.'),
+            "{dir}{name}"
+        );
+        assert!(
+            stem.matches('.').count() <= usize::from(is_file),
+            "{dir}{name}"
+        );
+        assert!(
+            seen.insert((dir.clone(), stem.to_string())),
+            "{dir}{name} twice"
+        );
+    }
+    for want in ["HOSTNAME.;1", "PASSWD.LINK;1", "BIG.BIN;1", "A_B.C;1"] {
+        assert!(out.contains(&format!("]  {want}")), "{want}: {out}");
+    }
+    assert!(seen.len() > 180, "{}", seen.len());
+}
+
+/// A symlink whose `SL` entries do not fit in one continuation area goes into a chain of
+/// them; `isoinfo` follows the chain. (libisofs reads targets of up to 1024 bytes only, and
+/// isoinfo up to about 2 KiB.)
+#[test]
+fn a_long_symlink_target_spans_continuation_areas() {
+    let mut r = Rec::new();
+    let target = format!("/{}", "component/".repeat(200))
+        .trim_end_matches('/')
+        .to_string();
+    // Over 2048 bytes of component records: two areas.
+    assert!(target.len() > 1900);
+    r.symlink("far", &target, m(0o777, 0, 0, 1));
+    r.file(&["after"], m(0o644, 0, 0, 2), b"x".to_vec());
+    let b = r.finish();
+    // The CE entries: the root's (for ER), the symlink record's, and the chain's.
+    let ce = b.image.windows(4).filter(|w| w == b"CE\x1c\x01").count();
+    assert_eq!(ce, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let img = write_image(tmp.path(), &b.image);
+    let out = run(Command::new(isoinfo()).args(["-R", "-l", "-i"]).arg(&img));
+    assert!(out.contains(&format!("far -> {target}\n")), "{out}");
+    assert!(
+        out.contains("  after \n") || out.contains("  after\n"),
+        "{out}"
+    );
+}
