@@ -981,14 +981,20 @@ fn sl_entries(target: &[u8]) -> Vec<Entry> {
 }
 
 /// Identifiers unique among `taken`: `base` truncated to leave room for a counter.
-fn unique(base: Vec<u8>, suffix: &[u8], max: usize, taken: &mut HashSet<Vec<u8>>) -> Vec<u8> {
-    let mut id = base.clone();
+/// (Bytes for the primary tree, UCS-2 units for Joliet's.)
+fn unique<T: Copy + Eq + std::hash::Hash + From<u8>>(
+    base: &[T],
+    suffix: &[T],
+    max: usize,
+    taken: &mut HashSet<Vec<T>>,
+) -> Vec<T> {
+    let mut id = base.to_vec();
     id.truncate(max - suffix.len());
     id.extend_from_slice(suffix);
     let mut n = 0u32;
     while !taken.insert(id.clone()) {
-        let counter = format!("{n:03}").into_bytes();
-        id = base.clone();
+        let counter: Vec<T> = format!("{n:03}").bytes().map(T::from).collect();
+        id = base.to_vec();
         id.truncate(max.saturating_sub(suffix.len() + counter.len()));
         id.extend_from_slice(&counter);
         id.extend_from_slice(suffix);
@@ -1013,7 +1019,7 @@ fn iso_idents(kids: &[(&[u8], usize, bool)]) -> Vec<Vec<u8>> {
     kids.iter()
         .map(|&(name, _, is_dir)| {
             if is_dir {
-                return unique(map(name), b"", MAX_ISO_DIR, &mut taken);
+                return unique(&map(name), b"", MAX_ISO_DIR, &mut taken);
             }
             let (stem, ext) = match name.iter().rposition(|&b| b == b'.') {
                 Some(i) if i > 0 => (&name[..i], &name[i + 1..]),
@@ -1023,7 +1029,7 @@ fn iso_idents(kids: &[(&[u8], usize, bool)]) -> Vec<Vec<u8>> {
             ext.truncate(MAX_ISO_FILE / 2);
             let mut suffix = vec![b'.'];
             suffix.extend_from_slice(&ext);
-            let id = unique(map(stem), &suffix, MAX_ISO_FILE + 1, &mut taken);
+            let id = unique(&map(stem), &suffix, MAX_ISO_FILE + 1, &mut taken);
             let mut id = id;
             id.extend_from_slice(b";1");
             id
@@ -1047,17 +1053,7 @@ fn joliet_idents(kids: &[(&[u8], usize, bool)]) -> Vec<Vec<u8>> {
                 })
                 .collect();
             let max = if is_dir { MAX_JOLIET } else { MAX_JOLIET - 2 };
-            let mut id: Vec<u16> = chars.clone();
-            id.truncate(max);
-            let mut n = 0u32;
-            let key = |v: &[u16]| v.to_vec();
-            while !taken.insert(key(&id)) {
-                let counter: Vec<u16> = format!("{n:03}").encode_utf16().collect();
-                id = chars.clone();
-                id.truncate(max - counter.len());
-                id.extend_from_slice(&counter);
-                n += 1;
-            }
+            let id = unique(&chars, &[], max, &mut taken);
             let mut bytes: Vec<u8> = id.iter().flat_map(|u| u.to_be_bytes()).collect();
             if !is_dir {
                 bytes.extend_from_slice(&[0, b';', 0, b'1']);
